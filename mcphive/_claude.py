@@ -1,0 +1,61 @@
+"""The Claude Desktop config entry for ``mcphive serve``: absolute paths, only the env it needs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mcphive.errors import ConfigError
+from mcphive.settings import Settings
+
+__all__ = ["claude_desktop_entry", "default_config_path", "merge_config"]
+
+
+def _executable() -> str:
+    beside = Path(sys.executable).parent / "mcphive"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("mcphive")
+    return str(Path(found).resolve()) if found else str(beside)
+
+
+def claude_desktop_entry(settings: Settings, *, config: str | None = None) -> dict[str, Any]:
+    """The ``mcpServers.mcphive`` entry. Claude Desktop starts servers from ``/``, so every path is absolute."""
+    args = ["serve"]
+    if config:
+        args = ["--config", str(Path(config).resolve()), *args]
+    env = {"MCPHIVE_DATA_DIR": str(settings.data_dir)}
+    return {"command": _executable(), "args": args, "env": env}
+
+
+def default_config_path() -> Path:
+    """Where Claude Desktop reads its config on this platform."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "Claude" / "claude_desktop_config.json"
+    if sys.platform == "win32":
+        return Path(os.environ.get("APPDATA", Path.home())) / "Claude" / "claude_desktop_config.json"
+    return Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "Claude" / "claude_desktop_config.json"
+
+
+def merge_config(path: Path, name: str, entry: dict[str, Any]) -> None:
+    """Set ``mcpServers[name]`` in ``path``, keeping every other server; the file is replaced atomically."""
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8") or "{}")
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path} is not valid JSON ({e}); fix or move it, then run the command again") from e
+        if not isinstance(data, dict) or not isinstance(data.get("mcpServers", {}), dict):
+            raise ConfigError(f"{path} does not look like a Claude Desktop config; fix or move it")
+    data.setdefault("mcpServers", {})[name] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".claude_desktop_config.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -1,0 +1,220 @@
+"""The CLI's command implementations (``cli.py`` parses; these call the SDK and render)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+from rich.console import Console
+
+from mcphive.settings import Settings, load_settings
+from mcphive.types import TaskResult, TaskStatus
+
+__all__ = ["agents", "demo", "doctor", "history", "ingest", "install", "route", "run", "search", "serve"]
+
+out = Console(soft_wrap=False)
+err = Console(stderr=True, soft_wrap=False)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    import logging
+
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    return load_settings(args.config, data_dir=args.data_dir, model=args.model)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+async def _follow(hive: Any, task_id: str) -> None:
+    from mcphive._report import progress_line
+
+    async for event in hive.events(task_id):
+        line = progress_line(event)
+        if line:
+            err.print(f"[dim]{line}[/dim]", highlight=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``mcphive run TEXT``: run one task with a live progress display, then print its report."""
+    from mcphive._report import render_result
+    from mcphive.hive import Hive
+
+    settings = _settings(args)
+
+    async def go() -> TaskResult:
+        async with Hive.open(settings) as hive:
+            handle = await hive.submit(args.text, workspace=args.workspace, agent=args.agent, priority=args.priority)
+            async with anyio.create_task_group() as tg:
+                if not args.json:
+                    tg.start_soon(_follow, hive, handle.id)
+                result = await handle.wait()
+            return result
+
+    result = anyio.run(go)
+    if args.json:
+        _print_json(result.model_dump(mode="json"))
+    else:
+        render_result(result, out)
+    if result.status is not TaskStatus.SUCCEEDED:
+        err.print(f"mcphive: task {result.status.value}: {result.error}", highlight=False)
+        return 1
+    return 0
+
+
+def route(args: argparse.Namespace) -> int:
+    """``mcphive route TEXT``: the routing decision alone."""
+    from mcphive._report import render_route
+    from mcphive.hive import Hive
+
+    settings = _settings(args)
+
+    async def go() -> Any:
+        async with Hive.open(settings, workers=1) as hive:
+            return await hive.route(args.text)
+
+    decision = anyio.run(go)
+    if args.json:
+        _print_json(decision.model_dump(mode="json"))
+    else:
+        out.print(render_route(decision), highlight=False)
+    return 0
+
+
+def agents(args: argparse.Namespace) -> int:
+    """``mcphive agents``: the specialists, their tools and survey."""
+    from rich.table import Table
+
+    from mcphive.agents.spec import load_specs
+
+    specs = load_specs()
+    if args.json:
+        _print_json([{"name": s.name, "description": s.description, "survey": [c.tool for c in s.survey],
+                      "tools": list(s.tools)} for s in specs.values()])
+        return 0
+    table = Table(title="mcphive agents")
+    for column in ("agent", "what it does", "survey", "tools"):
+        table.add_column(column)
+    for s in specs.values():
+        table.add_row(s.name, s.description, ", ".join(c.tool for c in s.survey), ", ".join(s.tools))
+    out.print(table)
+    return 0
+
+
+def history(args: argparse.Namespace) -> int:
+    """``mcphive history [TASK_ID]``: recent tasks, or one task in full."""
+    from rich.table import Table
+
+    from mcphive._report import render_result
+    from mcphive.memory import EpisodicMemory
+
+    settings = _settings(args)
+    memory = EpisodicMemory.open(settings.database_url)
+    try:
+        if args.task_id:
+            async def one() -> TaskResult | None:
+                return await memory.get(await memory.resolve_id(args.task_id))
+
+            result = anyio.run(one)
+            assert result is not None
+            if args.json:
+                _print_json(result.model_dump(mode="json"))
+            else:
+                render_result(result, out)
+            return 0
+        rows = anyio.run(memory.recent, args.limit)
+    finally:
+        memory.close()
+    if args.json:
+        _print_json([r.model_dump(mode="json") for r in rows])
+        return 0
+    table = Table(title="recent tasks")
+    for column in ("id", "when", "agent", "status", "task"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r.id[:12], r.created_at.strftime("%Y-%m-%d %H:%M:%S"), r.agent or "—", r.status.value, r.text[:70])
+    out.print(table)
+    return 0
+
+
+def ingest(args: argparse.Namespace) -> int:
+    """``mcphive ingest PATH``: chunk, embed and store documents for ``search_docs``."""
+    from mcphive._rag_cli import ingest_path
+
+    report = ingest_path(_settings(args), Path(args.path))
+    if args.json:
+        _print_json(report.model_dump(mode="json"))
+    else:
+        out.print(f"ingested {report.files} files as {report.chunks} chunks; skipped {len(report.skipped)}", highlight=False)
+    return 0
+
+
+def search(args: argparse.Namespace) -> int:
+    """``mcphive search QUERY``: hybrid search over the RAG store."""
+    from mcphive._rag_cli import search_store
+
+    hits = search_store(_settings(args), args.query, args.k)
+    if args.json:
+        _print_json([h.model_dump(mode="json") for h in hits])
+        return 0
+    for hit in hits:
+        out.print(f"[bold]{hit.source}:{hit.start_line}-{hit.end_line}[/bold]  score {hit.score:.3f}")
+        out.print("  " + hit.text[:300].replace("\n", "\n  "), highlight=False)
+    if not hits:
+        out.print("no results; run `mcphive ingest PATH` first")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    """``mcphive serve``: the gateway (or one substrate server) over stdio."""
+    from mcphive._serve import serve_stdio
+
+    anyio.run(serve_stdio, _settings(args), args.server, args.root)
+    return 0
+
+
+def install(args: argparse.Namespace) -> int:
+    """``mcphive install claude-desktop``: print or merge the Claude Desktop config entry."""
+    from mcphive._claude import claude_desktop_entry, default_config_path, merge_config
+
+    settings = _settings(args)
+    entry = claude_desktop_entry(settings, config=args.config)
+    if not args.write:
+        _print_json({"mcpServers": {"mcphive": entry}})
+        return 0
+    path = Path(args.config_file) if args.config_file else default_config_path()
+    merge_config(path, "mcphive", entry)
+    err.print(f"wrote the mcphive entry into {path}; restart Claude Desktop to load it", highlight=False)
+    return 0
+
+
+def doctor(args: argparse.Namespace) -> int:
+    """``mcphive doctor``: which backends, stores and models are available, and why not."""
+    from rich.table import Table
+
+    from mcphive._doctor import run_checks
+
+    checks = run_checks(_settings(args))
+    if args.json:
+        _print_json([c.__dict__ for c in checks])
+    else:
+        table = Table(title="mcphive doctor")
+        for column in ("part", "ok", "detail"):
+            table.add_column(column)
+        for c in checks:
+            table.add_row(c.name, "[green]yes[/green]" if c.ok else "[red]no[/red]", c.detail)
+        out.print(table)
+    return 0 if all(c.ok or not c.required for c in checks) else 1
+
+
+def demo(args: argparse.Namespace) -> int:
+    """``mcphive demo``: the six agents on a fresh copy of the bundled example project."""
+    from mcphive._demo import run_demo
+
+    return run_demo(_settings(args), keep=args.keep, as_json=args.json, console=out, progress=err)

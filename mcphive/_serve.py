@@ -1,0 +1,39 @@
+"""``mcphive serve``: run the gateway, or one substrate server, over stdio.
+
+Stdout belongs to the MCP protocol here: logs go to stderr, and nothing else may print.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mcphive.errors import UsageError
+from mcphive.settings import Settings
+
+__all__ = ["serve_stdio"]
+
+
+async def serve_stdio(settings: Settings, server: str, root: str | None) -> None:
+    """Serve ``server`` ("gateway", "state", "workspace" or "rag") on stdin/stdout until the host closes it."""
+    if server == "gateway":
+        from mcphive.hive import Hive
+        from mcphive.mcp_servers.gateway import build_gateway
+
+        async with Hive.open(settings) as hive:
+            await build_gateway(hive).run_stdio_async()
+        return
+    if server == "state":
+        from mcphive.mcp_servers.state import build_state_server
+
+        await build_state_server().run_stdio_async()
+    elif server == "workspace":
+        from mcphive.mcp_servers.workspace import build_workspace_server
+
+        if root is None:
+            raise UsageError("--server workspace needs --root PATH, the folder the tools may touch")
+        await build_workspace_server(Path(root)).run_stdio_async()
+    else:
+        from mcphive.mcp_servers.rag import build_rag_server
+        from mcphive.rag import DocumentStore
+
+        await build_rag_server(DocumentStore(settings.rag_dir)).run_stdio_async()

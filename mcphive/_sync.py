@@ -1,0 +1,55 @@
+"""The blocking facade over :class:`~mcphive.hive.Hive` for scripts and notebooks.
+
+A private event loop runs in a background thread (an anyio blocking portal); each method sends
+one coroutine to it and waits.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import Any
+
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from mcphive.settings import Settings
+from mcphive.types import Route, TaskResult
+
+__all__ = ["SyncHive"]
+
+
+class SyncHive:
+    """``Hive`` with blocking methods; close it (or use ``with``) to stop its loop."""
+
+    def __init__(self, settings: Settings | None, overrides: dict[str, Any]) -> None:
+        from mcphive.hive import Hive
+
+        self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal()
+        self._portal = self._portal_cm.__enter__()
+        try:
+            self._hive_cm = Hive.open(settings, **overrides)
+            self._hive = self._portal.call(self._hive_cm.__aenter__)
+        except BaseException:
+            self._portal_cm.__exit__(None, None, None)
+            raise
+
+    def run(self, text: str, **kwargs: Any) -> TaskResult:
+        """Run a task to its end (see ``Hive.run``)."""
+        return self._portal.call(lambda: self._hive.run(text, **kwargs))
+
+    def route(self, text: str) -> Route:
+        """Route a task without running it (see ``Hive.route``)."""
+        return self._portal.call(self._hive.route, text)
+
+    def close(self) -> None:
+        """Close the hive and stop the background loop."""
+        try:
+            self._portal.call(self._hive_cm.__aexit__, None, None, None)
+        finally:
+            self._portal_cm.__exit__(None, None, None)
+
+    def __enter__(self) -> SyncHive:
+        return self
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        self.close()

@@ -1,0 +1,174 @@
+"""The one agent loop every specialist shares, built as a LangGraph graph.
+
+::
+
+    START -> survey -> choose --(tool)--> act -> choose ...
+                          \\--(finish / step limit / repeat)--> summarize -> END
+
+``survey`` runs the spec's deterministic tool calls, so every agent has a useful floor whatever
+the model. ``choose`` asks the model for one bounded choice: a tool from the agent's scoped list,
+with arguments narrowed to valid values (enums of the workspace's real files), or ``finish``.
+``summarize`` asks the model for the final answer. Each step records who chose it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, Literal, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from mcphive.agents.digest import as_data, digest
+from mcphive.agents.schema import FINISH, narrowed_tools
+from mcphive.agents.spec import AgentSpec
+from mcphive.agents.toolbox import ToolBox
+from mcphive.inference.base import ChatMessage, ChatModel, ChatRequest, ModelToolCall
+from mcphive.types import ChosenBy, Step, ToolCall, Usage
+
+__all__ = ["AgentRun", "LoopContext", "run_agent"]
+
+Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class LoopContext:
+    """What a run needs besides its state: the spec, the tools, the model and the event sink."""
+
+    spec: AgentSpec
+    toolbox: ToolBox
+    model: ChatModel
+    task_text: str
+    max_model_steps: int
+    constrain: bool
+    emit: Emit
+
+
+class AgentRun(TypedDict):
+    """The graph's state: plain data, so a checkpointer can persist it."""
+
+    steps: list[Step]
+    usage: Usage
+    model_steps: int
+    pending: ModelToolCall | None
+    answer: str
+
+
+@cache
+def _common_prompt() -> str:
+    return (resources.files("mcphive.agents") / "prompts" / "_common.md").read_text(encoding="utf-8")
+
+
+def _context_messages(ctx: LoopContext, steps: list[Step]) -> list[ChatMessage]:
+    observed = "\n".join(
+        as_data(call.tool, digest(call.structured, call.result), budget=1500)
+        for step in steps for call in step.tool_calls
+    )
+    return [
+        ChatMessage(role="system", content=f"{ctx.spec.prompt}\n{_common_prompt()}"),
+        ChatMessage(role="user", content=f"Task: {ctx.task_text}\n\nWhat the tools found so far:\n{observed or '(nothing yet)'}"),
+    ]
+
+
+async def _call_tool(ctx: LoopContext, index: int, name: str, arguments: dict[str, Any], chosen_by: ChosenBy) -> ToolCall:
+    await ctx.emit("tool_call", {"step": index, "tool": name, "arguments": arguments, "chosen_by": chosen_by})
+    outcome = await ctx.toolbox.call(name, arguments)
+    return ToolCall(server=ctx.toolbox.server_of(name), tool=name, arguments=arguments, result=outcome.text,
+                    structured=outcome.structured, is_error=outcome.is_error, chosen_by=chosen_by,
+                    duration_ms=outcome.duration_ms)
+
+
+async def survey(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    """Run the spec's deterministic survey; each call is one step chosen by the survey."""
+    ctx = runtime.context
+    steps = list(state["steps"])
+    for planned in ctx.spec.survey:
+        started = time.perf_counter()
+        call = await _call_tool(ctx, len(steps), planned.tool, dict(planned.arguments), "survey")
+        steps.append(Step(index=len(steps), kind="survey", tool_calls=[call], message=digest(call.structured, call.result),
+                          duration_ms=(time.perf_counter() - started) * 1000))
+        await ctx.emit("step", {"index": len(steps) - 1, "kind": "survey", "tool": call.tool, "is_error": call.is_error})
+    return {"steps": steps}
+
+
+def _already_made(steps: list[Step], call: ModelToolCall) -> bool:
+    return any(c.tool == call.name and c.arguments == call.arguments for s in steps for c in s.tool_calls)
+
+
+async def choose(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    """Ask the model for one bounded choice: a further tool call, or finish."""
+    ctx = runtime.context
+    if state["model_steps"] >= ctx.max_model_steps or not ctx.toolbox.allowed:
+        return {"pending": None}
+    done = [(c.tool, c.arguments) for s in state["steps"] for c in s.tool_calls]
+    # A constrained model makes at least one real choice before it may stop.
+    tools = await narrowed_tools(ctx.toolbox, constrain=ctx.constrain, done=done,
+                                 allow_finish=not ctx.constrain or state["model_steps"] > 0)
+    request = ChatRequest(messages=_context_messages(ctx, state["steps"]), tools=tools, tool_choice="required",
+                          max_tokens=160)
+    response = await ctx.model.chat(request)
+    await ctx.emit("model", {"purpose": "choose", "usage": response.usage.model_dump()})
+    usage = state["usage"] + response.usage
+    calls = response.message.tool_calls
+    if not calls or calls[0].name == FINISH or _already_made(state["steps"], calls[0]):
+        return {"pending": None, "usage": usage}
+    return {"pending": calls[0], "usage": usage}
+
+
+async def act(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    """Run the tool call the model chose."""
+    ctx = runtime.context
+    pending = state["pending"]
+    assert pending is not None
+    started = time.perf_counter()
+    steps = list(state["steps"])
+    call = await _call_tool(ctx, len(steps), pending.name, pending.arguments, "model")
+    steps.append(Step(index=len(steps), kind="model", tool_calls=[call], message=digest(call.structured, call.result),
+                      duration_ms=(time.perf_counter() - started) * 1000))
+    await ctx.emit("step", {"index": len(steps) - 1, "kind": "model", "tool": call.tool, "is_error": call.is_error})
+    return {"steps": steps, "pending": None, "model_steps": state["model_steps"] + 1}
+
+
+async def summarize(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    """Ask the model for the final answer over everything the tools found."""
+    ctx = runtime.context
+    started = time.perf_counter()
+    messages = _context_messages(ctx, state["steps"])
+    messages.append(ChatMessage(role="user", content="Write the summary now: the most important findings first."))
+    response = await ctx.model.chat(ChatRequest(messages=messages, tool_choice="none", max_tokens=256))
+    await ctx.emit("model", {"purpose": "summarize", "usage": response.usage.model_dump()})
+    answer = response.message.content.strip()
+    steps = [*state["steps"], Step(index=len(state["steps"]), kind="final", message=answer,
+                                   duration_ms=(time.perf_counter() - started) * 1000)]
+    return {"steps": steps, "answer": answer, "usage": state["usage"] + response.usage}
+
+
+def _after_choose(state: AgentRun) -> Literal["act", "summarize"]:
+    return "act" if state["pending"] is not None else "summarize"
+
+
+@cache
+def _graph() -> Any:
+    graph = StateGraph(AgentRun, context_schema=LoopContext)
+    graph.add_node("survey", survey)
+    graph.add_node("choose", choose)
+    graph.add_node("act", act)
+    graph.add_node("summarize", summarize)
+    graph.add_edge(START, "survey")
+    graph.add_edge("survey", "choose")
+    graph.add_conditional_edges("choose", _after_choose)
+    graph.add_edge("act", "choose")
+    graph.add_edge("summarize", END)
+    return graph.compile()
+
+
+async def run_agent(ctx: LoopContext) -> AgentRun:
+    """Run the loop to its end and return the final state."""
+    initial: AgentRun = {"steps": [], "usage": Usage(), "model_steps": 0, "pending": None, "answer": ""}
+    limit = 4 + 2 * ctx.max_model_steps + len(ctx.spec.survey)
+    result: AgentRun = await _graph().ainvoke(initial, context=ctx, config={"recursion_limit": limit})
+    return result

@@ -1,0 +1,86 @@
+"""Agent specs are data: TOML files under ``agents/specs`` plus a prompt under ``agents/prompts``.
+
+A spec names the agent, says what it does, lists example tasks (the semantic router's training
+data) and high-precision regex rules, the **survey** (tool calls that always run first, giving a
+useful floor whatever the model) and the **tools** the agent may use — its scoped view of the
+MCP servers.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mcphive.errors import ConfigError, UnknownAgent
+
+__all__ = ["AgentSpec", "SurveyCall", "get_spec", "load_specs"]
+
+
+class SurveyCall(BaseModel):
+    """One tool call of an agent's deterministic survey."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentSpec(BaseModel):
+    """Everything that defines a specialist, loaded from its TOML file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    title: str
+    description: str
+    prompt: str = Field(description="The instructions, read from agents/prompts/<name>.md.")
+    examples: tuple[str, ...]
+    rules: tuple[str, ...] = ()
+    survey: tuple[SurveyCall, ...] = ()
+    tools: tuple[str, ...]
+
+    @field_validator("rules")
+    @classmethod
+    def _rules_compile(cls, rules: tuple[str, ...]) -> tuple[str, ...]:
+        for rule in rules:
+            try:
+                re.compile(rule)
+            except re.error as e:
+                raise ValueError(f"rule {rule!r} is not a valid regular expression: {e}") from e
+        return rules
+
+
+def _read_spec(name: str) -> AgentSpec:
+    base = resources.files("mcphive.agents")
+    data = tomllib.loads((base / "specs" / f"{name}.toml").read_text(encoding="utf-8"))
+    data["prompt"] = (base / "prompts" / f"{name}.md").read_text(encoding="utf-8")
+    try:
+        return AgentSpec(**data)
+    except ValueError as e:
+        raise ConfigError(f"agent spec {name!r} is invalid: {e}") from e
+
+
+@cache
+def load_specs() -> dict[str, AgentSpec]:
+    """The built-in specialists, keyed by name, in the canonical order."""
+    from mcphive.types import AGENT_NAMES
+
+    return {name: _read_spec(name) for name in AGENT_NAMES}
+
+
+def get_spec(name: str) -> AgentSpec:
+    """The spec called ``name``.
+
+    Raises:
+        UnknownAgent: no spec has that name.
+    """
+    specs = load_specs()
+    try:
+        return specs[name]
+    except KeyError:
+        raise UnknownAgent(name, specs) from None

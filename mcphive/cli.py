@@ -1,0 +1,96 @@
+"""The ``mcphive`` command line: parses, calls the SDK, renders. Nothing else.
+
+Heavy imports happen inside the command functions so that ``mcphive --help`` stays fast.
+Errors print one line (what was wrong, what to do) and exit non-zero; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["main"]
+
+EXIT_USAGE, EXIT_RUN, EXIT_INTERRUPTED = 2, 1, 130
+
+
+def _add_task_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("text", help="what to do, in plain words")
+    p.add_argument("-w", "--workspace", default=".", help="project folder the agents work on (default: .)")
+    p.add_argument("-a", "--agent", help="skip routing and use this agent")
+    p.add_argument("-p", "--priority", default="normal", choices=["critical", "high", "normal", "low"])
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcphive", description="Multi-agent orchestration over MCP.")
+    parser.add_argument("--config", help="path of an mcphive.toml (default: ./mcphive.toml if present)")
+    parser.add_argument("--data-dir", help="where mcphive keeps its state (default: ~/.local/share/mcphive)")
+    parser.add_argument("--model", choices=["auto", "local", "openai", "anthropic"], help="model backend")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help="run a task and print the report")
+    _add_task_args(p)
+    p = sub.add_parser("route", help="show which agent would take a task")
+    p.add_argument("text")
+    sub.add_parser("agents", help="list the specialist agents")
+    p = sub.add_parser("history", help="list recent tasks, or show one in full")
+    p.add_argument("task_id", nargs="?", help="a task id (a unique prefix is enough)")
+    p.add_argument("-n", "--limit", type=int, default=20)
+    p = sub.add_parser("ingest", help="add documents to the RAG store")
+    p.add_argument("path")
+    p = sub.add_parser("search", help="search the RAG store")
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=5)
+    p = sub.add_parser("serve", help="serve mcphive as an MCP server over stdio (for Claude Desktop)")
+    p.add_argument("--server", choices=["gateway", "state", "workspace", "rag"], default="gateway")
+    p.add_argument("--root", help="workspace root for --server workspace")
+    p = sub.add_parser("install", help="set up an MCP host")
+    p.add_argument("host", choices=["claude-desktop"])
+    p.add_argument("--write", action="store_true", help="merge the entry into the config file instead of printing it")
+    p.add_argument("--config-file", help="the claude_desktop_config.json to write (default: the platform's)")
+    sub.add_parser("doctor", help="which backends, stores and models are available, and why not")
+    p = sub.add_parser("demo", help="run the six agents on a copy of the bundled example project")
+    p.add_argument("--keep", action="store_true", help="keep the temporary workspace")
+    return parser
+
+
+def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
+    from mcphive import _commands as c
+
+    return {"run": c.run, "route": c.route, "agents": c.agents, "history": c.history, "ingest": c.ingest,
+            "search": c.search, "serve": c.serve, "install": c.install, "doctor": c.doctor, "demo": c.demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mcphive`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        return _commands()[args.command](args)
+    except KeyboardInterrupt:
+        print("mcphive: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # the one place every error becomes one line (or a traceback with --debug)
+        return _report_error(e, args)
+
+
+def _report_error(error: Exception, args: Any) -> int:
+    from mcphive.errors import MCPHiveError, UsageError
+
+    if args.debug:
+        import traceback
+
+        traceback.print_exception(error)
+    if isinstance(error, MCPHiveError):
+        print(f"mcphive: error: {error}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(error, UsageError) else EXIT_RUN
+    print(f"mcphive: internal error: {type(error).__name__}: {error}; rerun with --debug and report it",
+          file=sys.stderr)
+    return EXIT_RUN
+
+
+if __name__ == "__main__":
+    sys.exit(main())

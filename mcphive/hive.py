@@ -1,0 +1,242 @@
+"""The composition root: builds every part from Settings. Nothing else wires parts together.
+
+``Hive.open`` owns one task group for the hive's lifetime: the MCP connection broker's
+connections and the in-process workers that drain the prioritizer all live in it, and are
+closed, in order, when the ``async with`` block ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from mcphive._backends import build_model
+from mcphive.agents.spec import AgentSpec, load_specs
+from mcphive.agents.toolbox import Connection, ConnectionBroker
+from mcphive.errors import InvalidTask, UnknownAgent, UsageError
+from mcphive.inference.base import ChatModel
+from mcphive.mcp_servers.jail import Jail
+from mcphive.mcp_servers.state import StateStore, build_state_server
+from mcphive.mcp_servers.workspace import build_workspace_server
+from mcphive.memory import EpisodicMemory
+from mcphive.router.cascade import RoutingCascade
+from mcphive.router.events import EventBus
+from mcphive.router.manager import AgentManager, ManagerDeps
+from mcphive.router.prioritizer import Prioritizer
+from mcphive.router.semantic import SemanticRouter
+from mcphive.settings import Settings, load_settings
+from mcphive.types import Event, Principal, Priority, Route, Task, TaskResult, TaskStatus
+
+__all__ = ["Hive", "TaskHandle"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    done: anyio.Event
+    result: TaskResult | None = None
+
+
+class TaskHandle:
+    """A submitted task: ask its status, wait for its result, or cancel it."""
+
+    def __init__(self, hive: Hive, task: Task) -> None:
+        self._hive = hive
+        self.task = task
+        self.id = task.id
+
+    async def status(self) -> TaskStatus:
+        """Queued, running, or how it ended."""
+        return await self._hive.status(self.id)
+
+    async def wait(self) -> TaskResult:
+        """Wait until the task ends and return its result."""
+        return await self._hive.wait(self.id)
+
+    async def cancel(self) -> bool:
+        """Cancel the task if it has not ended; True if it was cancelled."""
+        return await self._hive.cancel(self.id)
+
+
+class Hive:
+    """The running hive: route, submit and run tasks; follow their events."""
+
+    def __init__(self, settings: Settings, task_group: TaskGroup, model: ChatModel | None) -> None:
+        from mcphive.embeddings import get_embedder
+
+        self.settings = settings
+        self.specs: dict[str, AgentSpec] = load_specs()
+        self.memory = EpisodicMemory.open(settings.database_url)
+        self._bus = EventBus()
+        self._model = model
+        self._tg = task_group
+        self._broker = ConnectionBroker(task_group)
+        self._state = StateStore()
+        self._pending: dict[str, _Pending] = {}
+        semantic = SemanticRouter({name: spec.examples for name, spec in self.specs.items()}, get_embedder())
+        self.cascade = RoutingCascade(
+            list(self.specs), {name: spec.rules for name, spec in self.specs.items()}, semantic,
+            threshold=settings.route_threshold, extra_rules=settings.rules,
+        )
+        self.queue = Prioritizer(max_size=settings.queue_max)
+        self.manager = AgentManager(ManagerDeps(
+            specs=self.specs, cascade=self.cascade, memory=self.memory, events=self._bus,
+            connections=self._connections, model=self.model, max_model_steps=settings.max_model_steps,
+            task_timeout_s=settings.task_timeout_s,
+        ))
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: Settings | None = None, *, model: ChatModel | None = None,
+                   **overrides: Any) -> AsyncIterator[Hive]:
+        """Open a hive. ``settings=None`` reads mcphive.toml and MCPHIVE_* (``overrides`` win).
+
+        Args:
+            settings: a ready Settings object, or None to load one.
+            model: a ChatModel to use instead of the one Settings chooses (tests pass a scripted one).
+            **overrides: Settings fields, e.g. ``data_dir=...``.
+        """
+        if settings is None:
+            settings = load_settings(**overrides)
+        elif overrides:
+            settings = settings.model_copy(update=overrides)
+        try:
+            async with anyio.create_task_group() as tg:
+                hive = cls(settings, tg, model)
+                try:
+                    for _ in range(settings.workers):
+                        tg.start_soon(hive._worker)
+                    yield hive
+                finally:
+                    await hive._close()
+                    tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The task group wraps the caller's own exception; hand it back unwrapped.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+
+    @classmethod
+    def open_sync(cls, settings: Settings | None = None, **overrides: Any) -> Any:
+        """A blocking facade for scripts: ``hive = Hive.open_sync(); hive.run(...); hive.close()``."""
+        from mcphive._sync import SyncHive
+
+        return SyncHive(settings, overrides)
+
+    async def _close(self) -> None:
+        await self._broker.aclose()
+        self.memory.close()
+
+    def model(self) -> ChatModel:
+        """The ChatModel tasks use, built on first use from Settings."""
+        if self._model is None:
+            self._model = build_model(self.settings)
+        return self._model
+
+    @property
+    def principal(self) -> Principal:
+        """Who this hive acts for, from Settings."""
+        return Principal(tenant=self.settings.tenant, user=self.settings.user)
+
+    async def _connections(self, task: Task) -> list[Connection]:
+        root = Jail(task.workspace).root
+        return [
+            await self._broker.connect(f"workspace:{root}", "workspace", build_workspace_server(root)),
+            await self._broker.connect("state", "state", build_state_server(self._state)),
+        ]
+
+    def _validate(self, text: str, agent: str | None) -> str:
+        if "\0" in text:
+            raise InvalidTask("task text contains NUL bytes; send plain text")
+        cleaned = text.strip()
+        if not cleaned:
+            raise InvalidTask("task text is empty; say what the agent should do, e.g. 'find hard-coded secrets'")
+        if len(cleaned) > self.settings.max_task_chars:
+            raise InvalidTask(f"task text is {len(cleaned)} characters, over the {self.settings.max_task_chars} "
+                              "limit; shorten it or raise max_task_chars")
+        if agent is not None and agent not in self.specs:
+            raise UnknownAgent(agent, self.specs)
+        return cleaned
+
+    async def route(self, text: str) -> Route:
+        """Which agent would take ``text``; out-of-scope text gets ``agent=None``, never an exception."""
+        return await self.cascade.route(self._validate(text, None))
+
+    async def submit(self, text: str, *, workspace: str | Path = ".", priority: Priority | str = Priority.NORMAL,
+                     agent: str | None = None) -> TaskHandle:
+        """Queue a task for the in-process workers and return its handle at once."""
+        task = Task(text=self._validate(text, agent), workspace=str(Jail(workspace).root),
+                    priority=Priority(priority), agent=agent, principal=self.principal)
+        await self.memory.record_task(task)
+        self._pending[task.id] = _Pending(anyio.Event())
+        try:
+            self.queue.put(task)
+        except Exception:
+            self._pending.pop(task.id)
+            await self.memory.set_status(task.id, TaskStatus.FAILED, error="queue full")
+            raise
+        self._bus.publish(task.id, "queued", {"priority": task.priority.value})
+        return TaskHandle(self, task)
+
+    async def run(self, text: str, *, workspace: str | Path = ".", priority: Priority | str = Priority.NORMAL,
+                  agent: str | None = None) -> TaskResult:
+        """Submit a task and wait for its result."""
+        handle = await self.submit(text, workspace=workspace, priority=priority, agent=agent)
+        return await handle.wait()
+
+    async def _worker(self) -> None:
+        while True:
+            task = await self.queue.claim()
+            result = await self.manager.execute(task)
+            (self.queue.complete if result.status is TaskStatus.SUCCEEDED else self.queue.fail)(task.id)
+            pending = self._pending.get(task.id)
+            if pending is not None:
+                pending.result = result
+                pending.done.set()
+
+    async def status(self, task_id: str) -> TaskStatus:
+        """The task's current status (from memory, so tasks of earlier runs are found too)."""
+        pending = self._pending.get(task_id)
+        if pending is not None and pending.result is not None:
+            return pending.result.status
+        return (await self._recorded(task_id)).status
+
+    async def _recorded(self, task_id: str) -> TaskResult:
+        result = await self.memory.get(task_id)
+        if result is None:
+            raise UsageError(f"no task with id {task_id!r}; run `mcphive history` to list tasks")
+        return result
+
+    async def wait(self, task_id: str) -> TaskResult:
+        """Wait for a task submitted to this hive; a task of an earlier run is read from memory."""
+        pending = self._pending.get(task_id)
+        if pending is None:
+            return await self._recorded(task_id)
+        await pending.done.wait()
+        assert pending.result is not None
+        return pending.result
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a queued or running task; False if it had already ended."""
+        if self.queue.remove(task_id):
+            result = TaskResult(task_id=task_id, text="", status=TaskStatus.CANCELLED, error="cancelled before it ran")
+            await self.memory.set_status(task_id, TaskStatus.CANCELLED, error=result.error)
+            self._bus.publish(task_id, "finished", {"status": "cancelled"})
+            pending = self._pending.get(task_id)
+            if pending is not None:
+                pending.result = (await self.memory.get(task_id)) or result
+                pending.done.set()
+            return True
+        return self.manager.cancel(task_id)
+
+    def events(self, task_id: str) -> AsyncIterator[Event]:
+        """The task's events: those so far, then live ones until it finishes."""
+        return self._bus.subscribe(task_id)

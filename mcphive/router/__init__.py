@@ -1,0 +1,1 @@
+"""Deciding who does what, and in which order: the routing cascade, the prioritizer and the agent manager."""

@@ -1,0 +1,65 @@
+"""The routing cascade, cheapest stage first: explicit agent -> regex rules -> semantic -> out of scope.
+
+The cascade never guesses: when the semantic confidence is below the threshold the task is
+out of scope (``agent=None``), and the caller asks for a clearer task or an explicit agent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from mcphive.errors import UnknownAgent
+from mcphive.router.semantic import SemanticRouter
+from mcphive.settings import RouteRule
+from mcphive.types import Route
+
+__all__ = ["RoutingCascade"]
+
+
+class RoutingCascade:
+    """Decides which agent gets a task, and how sure it is."""
+
+    def __init__(
+        self,
+        agents: Sequence[str],
+        rules: Mapping[str, Sequence[str]],
+        semantic: SemanticRouter,
+        *,
+        threshold: float,
+        extra_rules: Sequence[RouteRule] = (),
+    ) -> None:
+        self.agents = tuple(agents)
+        for rule in extra_rules:
+            if rule.agent not in self.agents:
+                raise UnknownAgent(rule.agent, self.agents)
+        compiled: list[tuple[re.Pattern[str], str]] = [(re.compile(r.pattern, re.I), r.agent) for r in extra_rules]
+        compiled += [(re.compile(pattern), agent) for agent, patterns in rules.items() for pattern in patterns]
+        self._rules = compiled
+        self._semantic = semantic
+        self.threshold = threshold
+
+    def _by_rules(self, text: str) -> set[str]:
+        return {agent for pattern, agent in self._rules if pattern.search(text)}
+
+    async def route(self, text: str, agent: str | None = None) -> Route:
+        """Route ``text``; an explicit ``agent`` wins (and must exist)."""
+        if agent is not None:
+            if agent not in self.agents:
+                raise UnknownAgent(agent, self.agents)
+            return Route(agent=agent, confidence=1.0, stage="explicit", reason="agent named by the caller")
+        candidates = await self._semantic.scores(text)
+        matched = self._by_rules(text)
+        if len(matched) == 1:
+            (only,) = matched
+            runners = [c for c in candidates if c.agent != only][:3]
+            return Route(agent=only, confidence=1.0, stage="rule", runners_up=runners, reason="a keyword rule matched")
+        if matched:
+            # Several rules disagree: let the embeddings decide among the agents the rules named.
+            candidates = [c for c in candidates if c.agent in matched] + [c for c in candidates if c.agent not in matched]
+        best, runners = candidates[0], candidates[1:4]
+        if best.score < self.threshold and not matched:
+            return Route(agent=None, confidence=best.score, stage="out_of_scope", runners_up=candidates[:3],
+                         reason=f"no agent scored above {self.threshold}; name an agent or describe the task in more detail")
+        return Route(agent=best.agent, confidence=best.score, stage="semantic", runners_up=runners,
+                     reason="nearest example tasks")

@@ -1,0 +1,63 @@
+"""Per-task progress events: kept for late subscribers, streamed to live ones."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+from mcphive.types import Event
+
+__all__ = ["EventBus"]
+
+_MAX_EVENTS_PER_TASK = 2000
+
+
+class EventBus:
+    """Publishes :class:`Event`s per task; ``subscribe`` replays the past, then follows until ``finished``."""
+
+    def __init__(self) -> None:
+        self._history: dict[str, list[Event]] = {}
+        self._subscribers: dict[str, list[MemoryObjectSendStream[Event]]] = {}
+
+    def publish(self, task_id: str, kind: str, data: dict[str, Any] | None = None) -> Event:
+        """Record and fan out one event."""
+        event = Event(task_id=task_id, kind=kind, data=data or {})  # type: ignore[arg-type]
+        history = self._history.setdefault(task_id, [])
+        if len(history) < _MAX_EVENTS_PER_TASK:
+            history.append(event)
+        for stream in self._subscribers.get(task_id, []):
+            try:
+                stream.send_nowait(event)
+            except anyio.WouldBlock:  # a stalled consumer loses events rather than stalling the task
+                pass
+        if kind == "finished":
+            for stream in self._subscribers.pop(task_id, []):
+                stream.close()
+        return event
+
+    def history(self, task_id: str) -> list[Event]:
+        """Every event of the task so far."""
+        return list(self._history.get(task_id, []))
+
+    def forget(self, task_id: str) -> None:
+        """Drop a finished task's history."""
+        self._history.pop(task_id, None)
+
+    async def subscribe(self, task_id: str) -> AsyncIterator[Event]:
+        """Past events, then live ones, ending after the ``finished`` event."""
+        past = self.history(task_id)
+        if past and past[-1].kind == "finished":
+            for event in past:
+                yield event
+            return
+        # Subscribe before replaying: events published while the caller consumes the past are buffered.
+        send, receive = anyio.create_memory_object_stream[Event](max_buffer_size=1000)
+        self._subscribers.setdefault(task_id, []).append(send)
+        async with receive:
+            for event in past:
+                yield event
+            async for event in receive:
+                yield event

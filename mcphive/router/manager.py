@@ -1,0 +1,124 @@
+"""The agent manager: carries one task from its route to a recorded result.
+
+For each claimed task it routes (unless already routed), opens the agent's scoped tool view,
+runs the shared agent loop under the task's time limit and cancel scope, and records the whole
+:class:`~mcphive.types.TaskResult` in episodic memory in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from mcphive.agents.loop import LoopContext, run_agent
+from mcphive.agents.spec import AgentSpec
+from mcphive.agents.toolbox import Connection, ToolBox
+from mcphive.errors import MCPHiveError, TaskTimeout
+from mcphive.inference.base import ChatModel
+from mcphive.memory import EpisodicMemory
+from mcphive.router.cascade import RoutingCascade
+from mcphive.router.events import EventBus
+from mcphive.types import Route, Task, TaskResult, TaskStatus
+
+__all__ = ["AgentManager", "ManagerDeps"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ManagerDeps:
+    """What the manager needs, handed over by the composition root."""
+
+    specs: dict[str, AgentSpec]
+    cascade: RoutingCascade
+    memory: EpisodicMemory
+    events: EventBus
+    connections: Callable[[Task], Awaitable[list[Connection]]]
+    model: Callable[[], ChatModel]
+    max_model_steps: int
+    task_timeout_s: float
+
+
+class AgentManager:
+    """Runs tasks with a timeout and cancellation, and records what happened."""
+
+    def __init__(self, deps: ManagerDeps) -> None:
+        self._d = deps
+        self._scopes: dict[str, anyio.CancelScope] = {}
+
+    def cancel(self, task_id: str) -> bool:
+        """Cancel a running task; True if it was running here."""
+        scope = self._scopes.get(task_id)
+        if scope is None:
+            return False
+        scope.cancel()
+        return True
+
+    async def execute(self, task: Task) -> TaskResult:
+        """Route and run ``task`` to completion, failure, timeout or cancellation; always recorded."""
+        timings: dict[str, float] = {}
+        result = TaskResult(task_id=task.id, text=task.text, status=TaskStatus.RUNNING, principal=task.principal)
+        emit = self._emitter(task.id)
+        started = time.perf_counter()
+        with anyio.CancelScope() as scope:
+            self._scopes[task.id] = scope
+            try:
+                await self._d.memory.set_status(task.id, TaskStatus.RUNNING)
+                await emit("started", {})
+                await self._run(task, result, timings, emit)
+            except MCPHiveError as e:
+                result.status, result.error = TaskStatus.FAILED, str(e)
+            except Exception as e:  # a bug or library failure must still end the task as failed, on record
+                log.exception("task %s crashed", task.id)
+                result.status, result.error = TaskStatus.FAILED, f"{type(e).__name__}: {e}"
+        self._scopes.pop(task.id, None)
+        if scope.cancelled_caught:
+            result.status, result.error = TaskStatus.CANCELLED, "cancelled"
+        timings["total_ms"] = (time.perf_counter() - started) * 1000
+        result.timings = timings
+        with anyio.CancelScope(shield=True):
+            await self._d.memory.record_result(result)
+            await emit("finished", {"status": result.status.value, "error": result.error})
+        return result
+
+    def _emitter(self, task_id: str) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+        async def emit(kind: str, data: dict[str, Any]) -> None:
+            self._d.events.publish(task_id, kind, data)
+
+        return emit
+
+    async def _route(self, task: Task, timings: dict[str, float]) -> Route:
+        started = time.perf_counter()
+        route = await self._d.cascade.route(task.text, task.agent)
+        timings["route_ms"] = (time.perf_counter() - started) * 1000
+        await self._d.memory.record_route(task.id, route)
+        return route
+
+    async def _run(self, task: Task, result: TaskResult, timings: dict[str, float], emit: Any) -> None:
+        route = await self._route(task, timings)
+        result.route, result.agent = route, route.agent
+        await emit("routed", route.model_dump())
+        if route.agent is None:
+            result.status, result.error = TaskStatus.FAILED, f"out of scope: {route.reason}"
+            return
+        spec = self._d.specs[route.agent]
+        started = time.perf_counter()
+        toolbox = ToolBox(await self._d.connections(task), spec.tools)
+        model = self._d.model()
+        timings["connect_ms"] = (time.perf_counter() - started) * 1000
+        ctx = LoopContext(spec=spec, toolbox=toolbox, model=model, task_text=task.text,
+                          max_model_steps=self._d.max_model_steps, constrain=model.name.startswith("local"), emit=emit)
+        started = time.perf_counter()
+        try:
+            with anyio.fail_after(self._d.task_timeout_s):
+                run = await run_agent(ctx)
+        except TimeoutError as e:
+            raise TaskTimeout(f"task ran past its {self._d.task_timeout_s:.0f} s limit; raise task_timeout_s") from e
+        timings["agent_ms"] = (time.perf_counter() - started) * 1000
+        result.steps, result.answer, result.usage, result.model = run["steps"], run["answer"], run["usage"], model.name
+        result.status = TaskStatus.SUCCEEDED
