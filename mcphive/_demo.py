@@ -60,10 +60,13 @@ def planted_coverage(results: list[TaskResult]) -> tuple[list[dict[str, Any]], l
     """Split the manifest's planted problems into those some task's findings report, and the rest."""
     from mcphive.sample import load_manifest
 
-    reported = {(f.get("file"), str(f.get("rule"))) for r in results for f in result_findings(r)}
+    findings = [f for r in results for f in result_findings(r)]
+    reported = {(f.get("file"), str(f.get("rule")), f.get("line")) for f in findings}
+    reported |= {(file, rule, None) for file, rule, _ in reported}
     found, missed = [], []
     for problem in load_manifest():
-        (found if (problem["file"], str(problem["rule"])) in reported else missed).append(problem)
+        key = (problem["file"], str(problem["rule"]), problem.get("line"))
+        (found if key in reported else missed).append(problem)
     return found, missed
 
 

@@ -10,6 +10,8 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
 
+import anyio
+from anyio.abc import TaskStatus
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from mcphive.settings import Settings
@@ -22,16 +24,23 @@ class SyncHive:
     """``Hive`` with blocking methods; close it (or use ``with``) to stop its loop."""
 
     def __init__(self, settings: Settings | None, overrides: dict[str, Any]) -> None:
-        from mcphive.hive import Hive
-
         self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal()
         self._portal = self._portal_cm.__enter__()
         try:
-            self._hive_cm = Hive.open(settings, **overrides)
-            self._hive = self._portal.call(self._hive_cm.__aenter__)
+            self._stop: anyio.Event = self._portal.call(anyio.Event)
+            # The hive is entered and exited inside one task of the portal's loop, as anyio requires.
+            self._lifetime, self._hive = self._portal.start_task(self._live, settings, overrides)
         except BaseException:
             self._portal_cm.__exit__(None, None, None)
             raise
+
+    async def _live(self, settings: Settings | None, overrides: dict[str, Any], *,
+                    task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED) -> None:
+        from mcphive.hive import Hive
+
+        async with Hive.open(settings, **overrides) as hive:
+            task_status.started(hive)
+            await self._stop.wait()
 
     def run(self, text: str, **kwargs: Any) -> TaskResult:
         """Run a task to its end (see ``Hive.run``)."""
@@ -44,7 +53,8 @@ class SyncHive:
     def close(self) -> None:
         """Close the hive and stop the background loop."""
         try:
-            self._portal.call(self._hive_cm.__aexit__, None, None, None)
+            self._portal.call(self._stop.set)
+            self._lifetime.result()
         finally:
             self._portal_cm.__exit__(None, None, None)
 

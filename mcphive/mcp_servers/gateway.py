@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 
-from mcphive.errors import MCPHiveError, ToolError
+from mcp.server.mcpserver.exceptions import ToolError as SDKToolError
+
+from mcphive.errors import MCPHiveError
 from mcphive.types import TaskResult
 
 if TYPE_CHECKING:
@@ -42,7 +44,7 @@ def build_gateway(hive: Hive) -> MCPServer:
         try:
             return await coro
         except MCPHiveError as e:  # usage and run errors go back to the host as tool errors it can show
-            raise ToolError(str(e)) from e
+            raise SDKToolError(str(e)) from e
 
     @server.tool(title="Run a task", annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False),
                  structured_output=True)

@@ -17,6 +17,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 
 from mcphive.errors import ToolError
+from mcphive.mcp_servers._errors import tool_errors
 
 __all__ = ["StateStore", "VersionConflict", "build_state_server"]
 
@@ -79,6 +80,7 @@ def build_state_server(store: StateStore | None = None) -> MCPServer:
 
     @server.tool(title="Write a shared key", annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False),
                  structured_output=True)
+    @tool_errors
     def state_put(namespace: str, key: str, value: Any, expected_version: int | None = None) -> dict[str, Any]:
         """Write a key; pass expected_version to write only if nobody changed it since you read it."""
         return store.put(namespace, key, value, expected_version)

@@ -23,6 +23,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 
 from mcphive.errors import ToolError
+from mcphive.mcp_servers._errors import tool_errors
 from mcphive.mcp_servers.jail import Jail
 from mcphive.mcp_servers.toolsets import ToolDef, all_tools
 
@@ -106,6 +107,7 @@ def _bind(tool: ToolDef, jail: Jail) -> Callable[..., Awaitable[dict[str, Any]]]
     signature = inspect.signature(tool.fn, eval_str=True)
     params = [p for name, p in signature.parameters.items() if name != "jail"]
 
+    @tool_errors
     async def call(**arguments: Any) -> dict[str, Any]:
         return await anyio.to_thread.run_sync(functools.partial(tool.fn, jail, **arguments))
 

@@ -1,0 +1,87 @@
+"""The async episodic memory: :class:`SyncEpisodicMemory`'s operations, run off the event loop."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from anyio import to_thread
+from sqlalchemy import Engine
+
+from mcphive.types import Principal, Route, Task, TaskResult, TaskStatus
+
+from .sync import SyncEpisodicMemory, TaskSummary
+
+__all__ = ["EpisodicMemory"]
+
+
+class EpisodicMemory:
+    """What every task asked, how it was routed, each step and tool call, and how it ended.
+
+    Every method runs one short transaction of the wrapped :class:`SyncEpisodicMemory`
+    (available as :attr:`sync`) in a worker thread. A cancelled caller does not abandon the
+    thread, so a transaction already under way still commits or rolls back as a whole.
+
+    Args:
+        store: the blocking store to wrap; usually built by :meth:`open`.
+    """
+
+    def __init__(self, store: SyncEpisodicMemory) -> None:
+        self.sync = store
+
+    @classmethod
+    def open(cls, url: str) -> Self:
+        """Open the database at ``url``, creating its folder (SQLite) and migrating it to the newest schema.
+
+        Blocking: call it while building the application, not from inside a running task.
+
+        Raises:
+            StoreError: the URL is invalid, the file or server cannot be reached, or migration failed.
+        """
+        return cls(SyncEpisodicMemory.open(url))
+
+    @property
+    def engine(self) -> Engine:
+        """The engine shared with :class:`~mcphive.memory.KnowledgeBase`."""
+        return self.sync.engine
+
+    def close(self) -> None:
+        """Close every pooled connection; the object must not be used afterwards."""
+        self.sync.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def record_task(self, task: Task, status: TaskStatus = TaskStatus.QUEUED) -> None:
+        """Insert ``task`` with ``status``; recording the same id again changes nothing."""
+        await to_thread.run_sync(self.sync.record_task, task, status)
+
+    async def record_route(self, task_id: str, route: Route) -> None:
+        """Add a routing decision to a recorded task. Raises UsageError for an unknown task."""
+        await to_thread.run_sync(self.sync.record_route, task_id, route)
+
+    async def set_status(self, task_id: str, status: TaskStatus, *, error: str | None = None) -> None:
+        """Move a recorded task to ``status``, stamping start/finish times. Raises UsageError for an unknown task."""
+        await to_thread.run_sync(lambda: self.sync.set_status(task_id, status, error=error))
+
+    async def record_result(self, result: TaskResult) -> None:
+        """Store ``result`` and its subtasks in one transaction; see :meth:`SyncEpisodicMemory.record_result`."""
+        await to_thread.run_sync(self.sync.record_result, result)
+
+    async def get(self, task_id: str) -> TaskResult | None:
+        """Rebuild the full TaskResult of ``task_id`` (steps, tool calls, subtasks), or ``None``."""
+        return await to_thread.run_sync(self.sync.get, task_id)
+
+    async def recent(self, limit: int = 20, *, principal: Principal | None = None) -> list[TaskSummary]:
+        """The newest top-level tasks first, only ``principal``'s when given."""
+        return await to_thread.run_sync(lambda: self.sync.recent(limit, principal=principal))
+
+    async def recall(self, query: str, limit: int = 5, *, principal: Principal | None = None) -> list[TaskSummary]:
+        """Past top-level tasks whose text or answer contain the most words of ``query``, newest first among equals."""
+        return await to_thread.run_sync(lambda: self.sync.recall(query, limit, principal=principal))
+
+    async def resolve_id(self, prefix: str) -> str:
+        """Return the one task id starting with ``prefix``. Raises UsageError when none or several do."""
+        return await to_thread.run_sync(self.sync.resolve_id, prefix)

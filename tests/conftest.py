@@ -1,0 +1,40 @@
+"""Shared fixtures. Only the LLM is ever scripted; everything else here is real."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+# Before anything imports torch: 2 shared cores collapse under multi-threaded torch, and no test may download.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"
+# Real remote model calls are blocked: a developer's key must never make "auto" pick Anthropic.
+os.environ.pop("ANTHROPIC_API_KEY", None)
+for _name in [n for n in os.environ if n.startswith("MCPHIVE_")]:
+    del os.environ[_name]
+
+import pytest  # noqa: E402
+
+from mcphive.settings import Settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings whose state lives in this test's temporary folder."""
+    return Settings(data_dir=tmp_path / "data", workers=2)
+
+
+@pytest.fixture
+def sample_workspace(tmp_path: Path) -> Path:
+    """A fresh copy of the bundled example project."""
+    from mcphive.sample import sample_project_path
+
+    target = tmp_path / "sample_project"
+    shutil.copytree(sample_project_path(), target)
+    return target

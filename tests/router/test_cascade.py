@@ -1,0 +1,58 @@
+"""The routing cascade with the real MiniLM embedder."""
+
+import pytest
+
+from mcphive.agents.spec import load_specs
+from mcphive.embeddings import get_embedder
+from mcphive.errors import UnknownAgent
+from mcphive.router.cascade import RoutingCascade
+from mcphive.router.semantic import SemanticRouter
+from mcphive.settings import RouteRule
+
+pytestmark = pytest.mark.anyio
+
+
+def cascade(extra_rules: list[RouteRule] | None = None, threshold: float = 0.35) -> RoutingCascade:
+    specs = load_specs()
+    semantic = SemanticRouter({n: s.examples for n, s in specs.items()}, get_embedder())
+    return RoutingCascade(list(specs), {n: s.rules for n, s in specs.items()}, semantic, threshold=threshold,
+                          extra_rules=extra_rules or [])
+
+
+async def test_an_explicit_agent_wins_without_scoring() -> None:
+    route = await cascade().route("anything at all", agent="ops")
+    assert (route.agent, route.stage, route.confidence) == ("ops", "explicit", 1.0)
+
+
+async def test_an_unknown_explicit_agent_lists_the_known_ones() -> None:
+    with pytest.raises(UnknownAgent, match="unknown agent 'doc'; choose one of: code, docs, test, infra, ops, security"):
+        await cascade().route("x", agent="doc")
+
+
+async def test_a_single_matching_rule_decides_and_keeps_runners_up() -> None:
+    route = await cascade().route("Rotate the leaked credentials in settings.py")
+    assert (route.agent, route.stage) == ("security", "rule")
+    assert route.runners_up and all(c.agent != "security" for c in route.runners_up)
+
+
+async def test_settings_rules_are_checked_against_known_agents() -> None:
+    with pytest.raises(UnknownAgent):
+        cascade([RouteRule(pattern="x", agent="nobody")])
+
+
+@pytest.mark.parametrize(("text", "agent"), [
+    ("the nightly job keeps timing out talking to the upstream", "ops"),
+    ("write docstrings for the public functions", "docs"),
+    ("AssertionError in test_apply_discount after the last change", "test"),
+    ("the base image is pulled with an unpinned tag", "infra"),
+    ("there is an unused import and a bare except in cache.py", "code"),
+])
+async def test_semantic_stage_routes_paraphrases_it_never_saw(text: str, agent: str) -> None:
+    route = await cascade().route(text)
+    assert route.agent == agent, route
+
+
+async def test_out_of_scope_text_is_refused_instead_of_guessed() -> None:
+    route = await cascade().route("what is a good recipe for banana bread")
+    assert route.agent is None and route.stage == "out_of_scope"
+    assert "name an agent" in route.reason
