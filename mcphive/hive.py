@@ -148,10 +148,21 @@ class Hive:
 
     async def _connections(self, task: Task) -> list[Connection]:
         root = Jail(task.workspace).root
-        return [
-            await self._broker.connect(f"workspace:{root}", "workspace", build_workspace_server(root)),
-            await self._broker.connect("state", "state", build_state_server(self._state)),
+        connections = [
+            await self._broker.connect(f"workspace:{root}", "workspace", lambda: build_workspace_server(root)),
+            await self._broker.connect("state", "state", lambda: build_state_server(self._state)),
         ]
+        # search_docs exists once something was ingested; opening chromadb before that is wasted start-up.
+        if self.settings.rag_dir.exists():
+            connections.append(await self._broker.connect("rag", "rag", self._rag_server))
+        return connections
+
+    def _rag_server(self) -> Any:
+        from mcphive.embeddings import get_embedder
+        from mcphive.mcp_servers.rag import build_rag_server
+        from mcphive.rag import DocumentStore
+
+        return build_rag_server(DocumentStore(self.settings.rag_dir, get_embedder()))
 
     def _validate(self, text: str, agent: str | None) -> str:
         if "\0" in text:

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     openai_model: str = "default"
     openai_api_key: str | None = None
     anthropic_api_key: str | None = Field(default_factory=lambda: os.environ.get("ANTHROPIC_API_KEY"))
-    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_model: str = "claude-sonnet-5-5"
     model_timeout_s: float = Field(120.0, gt=0)
 
     max_task_chars: int = Field(8000, ge=1)

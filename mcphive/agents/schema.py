@@ -23,9 +23,19 @@ MAX_ENUM = 40
 MAX_STRING = 200
 
 
-def _matches(path: str, suffixes: list[str]) -> bool:
-    name = path.rsplit("/", 1)[-1]
-    return not suffixes or any(name.endswith(s) or name == s for s in suffixes)
+def _choices(files: list[str], kinds: list[str]) -> list[str]:
+    """Files whose name ends with one of ``kinds``, plus ``.`` and their folders when ``"/"`` is a kind."""
+    suffixes = [k for k in kinds if k != "/"]
+    chosen = [f for f in files if not suffixes or any(f.rsplit("/", 1)[-1].endswith(s) for s in suffixes)]
+    if "/" in kinds or not kinds:
+        folders = sorted({f.rsplit("/", 1)[0] for f in chosen if "/" in f})
+        return [".", *folders, *chosen]
+    return chosen
+
+
+def _covered(choice: str, used: set[str]) -> bool:
+    """True when a tool already ran on ``choice`` or on a folder that contains it."""
+    return any(u in (".", choice) or choice.startswith(u.rstrip("/") + "/") for u in used)
 
 
 async def _workspace_files(toolbox: ToolBox) -> list[str]:
@@ -40,12 +50,10 @@ def _narrow(schema: dict[str, Any], file_args: dict[str, list[str]], files: list
     schema = copy.deepcopy(schema)
     for name, prop in schema.get("properties", {}).items():
         if name in file_args:
-            choices = [f for f in files if _matches(f, file_args[name])]
-            if name == "path" and not file_args[name]:
-                choices.insert(0, ".")
+            choices = _choices(files, file_args[name])
             if len(file_args) == 1:
-                # A one-file tool already run on a file would only repeat itself: offer the others.
-                choices = [c for c in choices if c not in used]
+                # A one-path tool already run on a path would only repeat itself: offer the rest.
+                choices = [c for c in choices if not _covered(c, used)]
                 if not choices:
                     return None
             if choices:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,13 +53,18 @@ class ConnectionBroker:
         self._slots: dict[str, _Slot] = {}
         self._lock = anyio.Lock()
 
-    async def connect(self, key: str, name: str, target: Any) -> Connection:
-        """The connection for ``key``, opening it to ``target`` (anything ``mcp.Client`` accepts) if new."""
-        async with self._lock:
-            slot = self._slots.get(key)
-            if slot is None or slot.error is not None:
-                slot = self._slots[key] = _Slot()
-                self._tg.start_soon(self._own, slot, name, target)
+    async def connect(self, key: str, name: str, target: Callable[[], Any]) -> Connection:
+        """The connection for ``key``; if new, opened to ``target()`` (anything ``mcp.Client`` accepts).
+
+        ``target`` is a factory so that building a server object is paid once per connection, not per call.
+        """
+        slot = self._slots.get(key)
+        if slot is None or slot.error is not None:
+            async with self._lock:
+                slot = self._slots.get(key)
+                if slot is None or slot.error is not None:
+                    slot = self._slots[key] = _Slot()
+                    self._tg.start_soon(self._own, slot, name, target())
         await slot.ready.wait()
         if slot.error is not None:
             raise MCPHiveError(f"cannot connect to MCP server {name!r}: {slot.error}") from slot.error

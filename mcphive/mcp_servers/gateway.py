@@ -46,7 +46,7 @@ def build_gateway(hive: Hive) -> MCPServer:
         except MCPHiveError as e:  # usage and run errors go back to the host as tool errors it can show
             raise SDKToolError(str(e)) from e
 
-    @server.tool(title="Run a task", annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False),
+    @server.tool(title="Run a task", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False),
                  structured_output=True)
     async def run_task(text: str, workspace: str, agent: str | None = None, priority: str = "normal") -> dict[str, Any]:
         """Run an engineering task on a project folder and wait for the result (findings, steps, answer)."""
@@ -59,7 +59,7 @@ def build_gateway(hive: Hive) -> MCPServer:
         handle = await guarded(hive.submit(text, workspace=workspace, agent=agent, priority=priority))
         return {"task_id": handle.id, "status": "queued"}
 
-    @server.tool(title="Task status", annotations=ToolAnnotations(readOnlyHint=True), structured_output=True)
+    @server.tool(title="Task status", annotations=ToolAnnotations(read_only_hint=True), structured_output=True)
     async def task_status(task_id: str) -> dict[str, Any]:
         """The status of a task; once it has ended, its result too."""
         status = await guarded(hive.status(task_id))
@@ -67,12 +67,12 @@ def build_gateway(hive: Hive) -> MCPServer:
             return {"task_id": task_id, "status": status.value}
         return {"task_id": task_id, "status": status.value, "result": _brief(await guarded(hive.wait(task_id)))}
 
-    @server.tool(title="Cancel a task", annotations=ToolAnnotations(destructiveHint=True), structured_output=True)
+    @server.tool(title="Cancel a task", annotations=ToolAnnotations(destructive_hint=True), structured_output=True)
     async def cancel_task(task_id: str) -> dict[str, Any]:
         """Cancel a queued or running task."""
         return {"task_id": task_id, "cancelled": await guarded(hive.cancel(task_id))}
 
-    @server.tool(title="List agents", annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=True),
+    @server.tool(title="List agents", annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True),
                  structured_output=True)
     def list_agents() -> dict[str, Any]:
         """The specialist agents and what each does."""

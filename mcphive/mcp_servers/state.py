@@ -71,14 +71,14 @@ def build_state_server(store: StateStore | None = None) -> MCPServer:
     """An MCP server named ``state`` over ``store`` (a fresh one when None)."""
     store = store or StateStore()
     server: MCPServer = MCPServer("state", instructions="Shared blackboard: namespaced keys with versions and compare-and-set.")
-    read_only = ToolAnnotations(readOnlyHint=True, idempotentHint=True)
+    read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True)
 
     @server.tool(title="Read a shared key", annotations=read_only, structured_output=True)
     def state_get(namespace: str, key: str) -> dict[str, Any]:
         """Read a key from the shared blackboard: its value and version (0 when it does not exist)."""
         return store.get(namespace, key)
 
-    @server.tool(title="Write a shared key", annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False),
+    @server.tool(title="Write a shared key", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False),
                  structured_output=True)
     @tool_errors
     def state_put(namespace: str, key: str, value: Any, expected_version: int | None = None) -> dict[str, Any]:

@@ -124,7 +124,7 @@ def build_workspace_server(root: str | Path) -> MCPServer:
     server: MCPServer = MCPServer("workspace", instructions=f"Files and analysis tools for the workspace {jail.root}.")
     for tool in [*file_tools(), *all_tools()]:
         annotations = ToolAnnotations(
-            readOnlyHint=not tool.writes, destructiveHint=tool.writes, idempotentHint=not tool.writes
+            read_only_hint=not tool.writes, destructive_hint=tool.writes, idempotent_hint=not tool.writes
         )
         meta = {FILE_ARGS_META: {k: list(v) for k, v in tool.file_args.items()}, WRITES_META: tool.writes}
         server.add_tool(_bind(tool, jail), name=tool.name, title=tool.description.rstrip("."),

@@ -82,7 +82,10 @@ class AgentManager:
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         result.timings = timings
         with anyio.CancelScope(shield=True):
+            started = time.perf_counter()
             await self._d.memory.record_result(result)
+            # Measured after the write, so the stored timings lack it; the returned result has it.
+            timings["record_ms"] = (time.perf_counter() - started) * 1000
             await emit("finished", {"status": result.status.value, "error": result.error})
         return result
 

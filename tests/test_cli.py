@@ -1,0 +1,98 @@
+"""The CLI as a user meets it: a real subprocess of the installed console script."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MCPHIVE = str(Path(sys.executable).parent / "mcphive")
+
+
+def mcphive(*args: str, data_dir: Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([MCPHIVE, "--data-dir", str(data_dir), *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd, env=full_env)
+
+
+def test_help_lists_every_command(tmp_path: Path) -> None:
+    done = mcphive("--help", data_dir=tmp_path)
+    assert done.returncode == 0
+    for command in ("run", "route", "serve", "install", "ingest", "search", "history", "agents", "doctor", "demo"):
+        assert command in done.stdout
+
+
+def test_agents_json_lists_the_six_specialists_with_their_survey(tmp_path: Path) -> None:
+    done = mcphive("--json", "agents", data_dir=tmp_path)
+    agents = {a["name"]: a for a in json.loads(done.stdout)}
+    assert list(agents) == ["code", "docs", "test", "infra", "ops", "security"]
+    assert agents["security"]["survey"] == ["secret_scan", "bandit_scan"]
+
+
+def test_route_json_explains_the_decision(tmp_path: Path) -> None:
+    done = mcphive("--json", "route", "the error rate alert fired after the deploy", data_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    route = json.loads(done.stdout)
+    assert route["agent"] == "ops" and route["stage"] in ("rule", "semantic") and route["runners_up"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "  ", "--workspace", "."], "task text is empty"),
+    (["run", "lint", "--agent", "doc"], "unknown agent 'doc'; choose one of"),
+    (["run", "lint", "--workspace", "/no/such/dir"], "is not an existing folder"),
+    (["route", ""], "task text is empty"),
+    (["history", "ffffffff"], "no task"),
+])
+def test_bad_input_prints_one_line_and_exits_2_without_a_traceback(tmp_path: Path, args: list[str], message: str) -> None:
+    done = mcphive(*args, data_dir=tmp_path, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mcphive: error: ") and message in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_a_malformed_config_file_is_one_clear_line(tmp_path: Path) -> None:
+    config = tmp_path / "mcphive.toml"
+    config.write_text("workers = [\n")
+    done = mcphive("--config", str(config), "route", "lint", data_dir=tmp_path)
+    assert done.returncode == 2
+    assert "is not valid TOML" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    done = mcphive("--debug", "route", "", data_dir=tmp_path)
+    assert done.returncode == 2 and "Traceback" in done.stderr
+
+
+def test_install_claude_desktop_prints_absolute_paths_and_merges_without_clobbering(tmp_path: Path) -> None:
+    printed = json.loads(mcphive("install", "claude-desktop", data_dir=tmp_path).stdout)
+    entry = printed["mcpServers"]["mcphive"]
+    assert Path(entry["command"]).is_absolute() and Path(entry["command"]).exists()
+    assert entry["args"] == ["serve"] and Path(entry["env"]["MCPHIVE_DATA_DIR"]).is_absolute()
+    config = tmp_path / "claude" / "claude_desktop_config.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"mcpServers": {"other": {"command": "x"}}, "theme": "dark"}))
+    done = mcphive("install", "claude-desktop", "--write", "--config-file", str(config), data_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    merged = json.loads(config.read_text())
+    assert merged["theme"] == "dark" and set(merged["mcpServers"]) == {"other", "mcphive"}
+
+
+def test_install_refuses_to_overwrite_a_config_it_cannot_parse(tmp_path: Path) -> None:
+    config = tmp_path / "claude_desktop_config.json"
+    config.write_text("{not json")
+    done = mcphive("install", "claude-desktop", "--write", "--config-file", str(config), data_dir=tmp_path)
+    assert done.returncode == 2 and "is not valid JSON" in done.stderr
+    assert config.read_text() == "{not json"
+
+
+def test_doctor_reports_each_part(tmp_path: Path) -> None:
+    done = mcphive("--json", "doctor", data_dir=tmp_path)
+    checks = {c["name"]: c for c in json.loads(done.stdout)}
+    assert checks["episodic memory"]["ok"] and checks["embedding model"]["ok"]
+    assert checks["model: local"]["ok"], checks["model: local"]
+    assert not checks["model: anthropic"]["ok"] and "ANTHROPIC_API_KEY" in checks["model: anthropic"]["detail"]
+    assert done.returncode == 0
