@@ -26,21 +26,26 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
-import anyio  # noqa: E402
-from _common import summary, write  # noqa: E402
-from mcp import Client  # noqa: E402
+import anyio
+from _common import summary, write
+from mcp import Client
 
-from mcphive import Hive, Settings, TaskResult, TaskStatus  # noqa: E402
-from mcphive.inference.base import ChatRequest, ChatResponse  # noqa: E402
-from mcphive.inference.testing import FunctionModel, final, tool_call  # noqa: E402
-from mcphive.mcp_servers.state import StateStore, build_state_server  # noqa: E402
-from mcphive.mcp_servers.workspace import build_workspace_server  # noqa: E402
-from mcphive.memory import EpisodicMemory  # noqa: E402
-from mcphive.types import Route, Step, Task, ToolCall  # noqa: E402
+from mcphive import Hive, Settings, TaskResult, TaskStatus
+from mcphive.inference.base import ChatRequest, ChatResponse
+from mcphive.inference.testing import FunctionModel, final, tool_call
+from mcphive.mcp_servers.state import StateStore, build_state_server
+from mcphive.mcp_servers.workspace import build_workspace_server
+from mcphive.memory import EpisodicMemory
+from mcphive.types import Route, Step, Task, ToolCall
 
 TEXT = "summarize the errors in the application log"
-ROUTE_TEXTS = ["the nightly job keeps timing out", "write docstrings for the pricing module",
-               "scan for hard-coded secrets", "lint the Dockerfile", "why does test_discount fail"]
+ROUTE_TEXTS = [
+    "the nightly job keeps timing out",
+    "write docstrings for the pricing module",
+    "scan for hard-coded secrets",
+    "lint the Dockerfile",
+    "why does test_discount fail",
+]
 
 
 def one_tool_then_finish(request: ChatRequest) -> ChatResponse:
@@ -96,15 +101,45 @@ async def bench_baseline(settings: Settings, workspace: Path, n: int) -> list[fl
             chosen = await state.call_tool(call.name, call.arguments)
             answer = await model.chat(ChatRequest(messages=[], tool_choice="none"))
             steps = [
-                Step(index=0, kind="survey", tool_calls=[ToolCall(server="workspace", tool="log_summary",
-                     arguments={"path": "logs/app.log"}, structured=survey.structured_content, chosen_by="survey")]),
-                Step(index=1, kind="model", tool_calls=[ToolCall(server="state", tool=call.name, arguments=call.arguments,
-                     structured=chosen.structured_content, chosen_by="model")]),
+                Step(
+                    index=0,
+                    kind="survey",
+                    tool_calls=[
+                        ToolCall(
+                            server="workspace",
+                            tool="log_summary",
+                            arguments={"path": "logs/app.log"},
+                            structured=survey.structured_content,
+                            chosen_by="survey",
+                        )
+                    ],
+                ),
+                Step(
+                    index=1,
+                    kind="model",
+                    tool_calls=[
+                        ToolCall(
+                            server="state",
+                            tool=call.name,
+                            arguments=call.arguments,
+                            structured=chosen.structured_content,
+                            chosen_by="model",
+                        )
+                    ],
+                ),
                 Step(index=2, kind="final", message=answer.message.content),
             ]
-            await memory.record_result(TaskResult(task_id=task.id, text=TEXT, status=TaskStatus.SUCCEEDED, agent="ops",
-                                                   route=Route(agent="ops", confidence=1, stage="explicit"), steps=steps,
-                                                   answer=answer.message.content))
+            await memory.record_result(
+                TaskResult(
+                    task_id=task.id,
+                    text=TEXT,
+                    status=TaskStatus.SUCCEEDED,
+                    agent="ops",
+                    route=Route(agent="ops", confidence=1, stage="explicit"),
+                    steps=steps,
+                    answer=answer.message.content,
+                )
+            )
             if i >= 20:
                 latencies.append((time.perf_counter() - started) * 1000)
     memory.close()
@@ -132,7 +167,9 @@ async def main(n: int) -> None:
         routing = await bench_routing(Settings(data_dir=Path(tmp) / "route"), 100)
     task, base = summary(latencies), summary(baseline)
     result = {
-        "tasks": n, **task, "tasks_per_s": round(throughput, 1),
+        "tasks": n,
+        **task,
+        "tasks_per_s": round(throughput, 1),
         "stages": {name: summary(values) for name, values in sorted(stages.items())},
         "baseline": {"what": "same MCP calls, model calls and memory write by hand; no queue, graph or events", **base},
         "overhead_ratio_p50": round(task["p50_ms"] / base["p50_ms"], 2),
@@ -146,7 +183,9 @@ async def main(n: int) -> None:
     for name, s in result["stages"].items():
         print(f"  {name:<32}{s['p50_ms']:>10.2f}{s['p99_ms']:>10.2f}")
     print(f"{'routing (semantic)':<34}{result['routing']['p50_ms']:>10.2f}{result['routing']['p99_ms']:>10.2f}")
-    print(f"tasks/s {throughput:.1f}; overhead ratio (p50) {result['overhead_ratio_p50']}; target p50 <= 10 ms; -> {path}")
+    print(
+        f"tasks/s {throughput:.1f}; overhead ratio (p50) {result['overhead_ratio_p50']}; target p50 <= 10 ms; -> {path}"
+    )
 
 
 if __name__ == "__main__":

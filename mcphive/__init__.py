@@ -31,7 +31,19 @@ from mcphive.errors import (
     WorkspaceError,
 )
 from mcphive.settings import Settings, load_settings
-from mcphive.types import Event, Finding, Principal, Priority, Route, Step, Task, TaskResult, TaskStatus, ToolCall, Usage
+from mcphive.types import (
+    Event,
+    Finding,
+    Principal,
+    Priority,
+    Route,
+    Step,
+    Task,
+    TaskResult,
+    TaskStatus,
+    ToolCall,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from mcphive.hive import Hive, TaskHandle

@@ -38,8 +38,12 @@ def build_model(settings: Settings) -> ChatModel:
             raise ConfigError("model 'openai' needs a server URL; set openai_base_url (e.g. http://127.0.0.1:8000/v1)")
         from mcphive.inference.openai_compat import OpenAICompatModel
 
-        return OpenAICompatModel(settings.openai_base_url, settings.openai_model, api_key=settings.openai_api_key,
-                                 timeout=settings.model_timeout_s)
+        return OpenAICompatModel(
+            settings.openai_base_url,
+            settings.openai_model,
+            api_key=settings.openai_api_key,
+            timeout=settings.model_timeout_s,
+        )
     from mcphive.inference.local import LocalModel
 
     return LocalModel(settings.local_model_path, n_threads=settings.local_threads, n_ctx=settings.local_context)

@@ -23,8 +23,11 @@ err = Console(stderr=True, soft_wrap=False)
 def _settings(args: argparse.Namespace) -> Settings:
     import logging
 
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     return load_settings(args.config, data_dir=args.data_dir, model=args.model)
 
 
@@ -95,8 +98,17 @@ def agents(args: argparse.Namespace) -> int:
 
     specs = load_specs()
     if args.json:
-        _print_json([{"name": s.name, "description": s.description, "survey": [c.tool for c in s.survey],
-                      "tools": list(s.tools)} for s in specs.values()])
+        _print_json(
+            [
+                {
+                    "name": s.name,
+                    "description": s.description,
+                    "survey": [c.tool for c in s.survey],
+                    "tools": list(s.tools),
+                }
+                for s in specs.values()
+            ]
+        )
         return 0
     table = Table(title="mcphive agents")
     for column in ("agent", "what it does", "survey", "tools"):
@@ -118,6 +130,7 @@ def history(args: argparse.Namespace) -> int:
     memory = EpisodicMemory.open(settings.database_url)
     try:
         if args.task_id:
+
             async def one() -> TaskResult | None:
                 return await memory.get(await memory.resolve_id(args.task_id))
 
@@ -138,7 +151,9 @@ def history(args: argparse.Namespace) -> int:
     for column in ("id", "when", "agent", "status", "task"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r.id[:12], r.created_at.strftime("%Y-%m-%d %H:%M:%S"), r.agent or "—", r.status.value, r.text[:70])
+        table.add_row(
+            r.id[:12], r.created_at.strftime("%Y-%m-%d %H:%M:%S"), r.agent or "—", r.status.value, r.text[:70]
+        )
     out.print(table)
     return 0
 
@@ -151,7 +166,9 @@ def ingest(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report.model_dump(mode="json"))
     else:
-        out.print(f"ingested {report.files} files as {report.chunks} chunks; skipped {len(report.skipped)}", highlight=False)
+        out.print(
+            f"ingested {report.files} files as {report.chunks} chunks; skipped {len(report.skipped)}", highlight=False
+        )
     return 0
 
 

@@ -63,7 +63,8 @@ def planted_coverage(results: list[TaskResult]) -> tuple[list[dict[str, Any]], l
     findings = [f for r in results for f in result_findings(r)]
     reported = {(f.get("file"), str(f.get("rule")), f.get("line")) for f in findings}
     reported |= {(file, rule, None) for file, rule, _ in reported}
-    found, missed = [], []
+    found: list[dict[str, Any]] = []
+    missed: list[dict[str, Any]] = []
     for problem in load_manifest():
         key = (problem["file"], str(problem["rule"]), problem.get("line"))
         (found if key in reported else missed).append(problem)
@@ -87,7 +88,9 @@ def _coverage_table(report: DemoReport) -> Table:
         table.add_column(column)
     for problem in sorted(report.found + report.missed, key=lambda p: (p["agent"], p["file"])):
         ok = problem in report.found
-        table.add_row(problem["agent"], problem["file"], str(problem["rule"]), "[green]yes[/green]" if ok else "[red]no[/red]")
+        table.add_row(
+            problem["agent"], problem["file"], str(problem["rule"]), "[green]yes[/green]" if ok else "[red]no[/red]"
+        )
     return table
 
 
@@ -101,8 +104,12 @@ def run_demo(settings: Settings, *, keep: bool, as_json: bool, console: Console,
         progress.print(f"[dim]working on a copy of the example project in {workspace}[/dim]")
         report = anyio.run(run_demo_tasks, settings, workspace)
         if as_json:
-            payload = {"workspace": str(workspace), "results": [r.model_dump(mode="json") for r in report.results],
-                       "found": report.found, "missed": report.missed}
+            payload = {
+                "workspace": str(workspace),
+                "results": [r.model_dump(mode="json") for r in report.results],
+                "found": report.found,
+                "missed": report.missed,
+            }
             console.print_json(json.dumps(payload, default=str))
         else:
             for result in report.results:

@@ -23,14 +23,18 @@ def result_findings(result: TaskResult) -> list[dict[str, Any]]:
         for finding in (call.structured or {}).get("findings", []) or []:
             if isinstance(finding, dict):
                 found.append({**finding, "tool": finding.get("tool") or call.tool})
-    return sorted(found, key=lambda f: (_SEVERITY_ORDER.get(f.get("severity", ""), 5), f.get("file", ""), f.get("line") or 0))
+    return sorted(
+        found, key=lambda f: (_SEVERITY_ORDER.get(f.get("severity", ""), 5), f.get("file", ""), f.get("line") or 0)
+    )
 
 
 def render_route(route: Route) -> str:
     """One line: agent, stage, confidence and the runners-up."""
     runners = ", ".join(f"{c.agent} {c.score:.2f}" for c in route.runners_up)
     target = route.agent or "nobody (out of scope)"
-    return f"{target} — {route.stage}, confidence {route.confidence:.2f}" + (f"; runners-up: {runners}" if runners else "")
+    return f"{target} — {route.stage}, confidence {route.confidence:.2f}" + (
+        f"; runners-up: {runners}" if runners else ""
+    )
 
 
 def _steps_table(result: TaskResult) -> Table:
@@ -39,9 +43,13 @@ def _steps_table(result: TaskResult) -> Table:
         table.add_column(column)
     for step in result.steps:
         for call in step.tool_calls:
-            outcome = "error: " + call.result[:80] if call.is_error else str((call.structured or {}).get("summary", ""))[:80]
+            outcome = (
+                "error: " + call.result[:80] if call.is_error else str((call.structured or {}).get("summary", ""))[:80]
+            )
             args = ", ".join(f"{k}={v}" for k, v in call.arguments.items())
-            table.add_row(str(step.index + 1), call.chosen_by, call.tool, escape(args), escape(outcome), f"{call.duration_ms:.0f}")
+            table.add_row(
+                str(step.index + 1), call.chosen_by, call.tool, escape(args), escape(outcome), f"{call.duration_ms:.0f}"
+            )
     return table
 
 
@@ -52,8 +60,13 @@ def _findings_table(result: TaskResult, limit: int = 60) -> Table:
     findings = result_findings(result)
     for f in findings[:limit]:
         where = f"{f.get('file', '?')}:{f['line']}" if f.get("line") else str(f.get("file", "?"))
-        table.add_row(str(f.get("severity", "")), escape(where), escape(str(f.get("rule", ""))),
-                      escape(str(f.get("message", ""))[:120]), str(f.get("tool", "")))
+        table.add_row(
+            str(f.get("severity", "")),
+            escape(where),
+            escape(str(f.get("rule", ""))),
+            escape(str(f.get("message", ""))[:120]),
+            str(f.get("tool", "")),
+        )
     if len(findings) > limit:
         table.caption = f"{len(findings) - limit} more findings (use --json for all)"
     return table
@@ -73,8 +86,10 @@ def render_result(result: TaskResult, console: Console) -> None:
         parts.append(f"[red]error:[/red] {escape(result.error)}")
     usage = result.usage
     total_s = result.timings.get("total_ms", 0.0) / 1000
-    parts.append(f"[dim]{usage.model_calls} model calls, {usage.input_tokens} tokens in / {usage.output_tokens} out; "
-                 f"{total_s:.1f} s[/dim]")
+    parts.append(
+        f"[dim]{usage.model_calls} model calls, {usage.input_tokens} tokens in / {usage.output_tokens} out; "
+        f"{total_s:.1f} s[/dim]"
+    )
     console.print(Panel(Group(*parts), title=f"{result.agent or '—'} agent", expand=False))
 
 
@@ -84,7 +99,8 @@ def progress_line(event: Event) -> str | None:
     if event.kind == "routed":
         return f"routed to {d.get('agent') or 'nobody'} ({d.get('stage')}, {d.get('confidence', 0):.2f})"
     if event.kind == "tool_call":
-        return f"  {d.get('chosen_by')}: {d.get('tool')}({', '.join(f'{k}={v}' for k, v in d.get('arguments', {}).items())})"
+        args = ", ".join(f"{k}={v}" for k, v in d.get("arguments", {}).items())
+        return f"  {d.get('chosen_by')}: {d.get('tool')}({args})"
     if event.kind == "model":
         return f"  model: {d.get('purpose')}"
     if event.kind == "finished":

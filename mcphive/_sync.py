@@ -34,8 +34,13 @@ class SyncHive:
             self._portal_cm.__exit__(None, None, None)
             raise
 
-    async def _live(self, settings: Settings | None, overrides: dict[str, Any], *,
-                    task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def _live(
+        self,
+        settings: Settings | None,
+        overrides: dict[str, Any],
+        *,
+        task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
         from mcphive.hive import Hive
 
         async with Hive.open(settings, **overrides) as hive:
@@ -44,11 +49,13 @@ class SyncHive:
 
     def run(self, text: str, **kwargs: Any) -> TaskResult:
         """Run a task to its end (see ``Hive.run``)."""
-        return self._portal.call(lambda: self._hive.run(text, **kwargs))
+        result: TaskResult = self._portal.call(lambda: self._hive.run(text, **kwargs))
+        return result
 
     def route(self, text: str) -> Route:
         """Route a task without running it (see ``Hive.route``)."""
-        return self._portal.call(self._hive.route, text)
+        route: Route = self._portal.call(self._hive.route, text)
+        return route
 
     def close(self) -> None:
         """Close the hive and stop the background loop."""

@@ -61,8 +61,18 @@ def _parser() -> argparse.ArgumentParser:
 def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
     from mcphive import _commands as c
 
-    return {"run": c.run, "route": c.route, "agents": c.agents, "history": c.history, "ingest": c.ingest,
-            "search": c.search, "serve": c.serve, "install": c.install, "doctor": c.doctor, "demo": c.demo}
+    return {
+        "run": c.run,
+        "route": c.route,
+        "agents": c.agents,
+        "history": c.history,
+        "ingest": c.ingest,
+        "search": c.search,
+        "serve": c.serve,
+        "install": c.install,
+        "doctor": c.doctor,
+        "demo": c.demo,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,8 +97,9 @@ def _report_error(error: Exception, args: Any) -> int:
     if isinstance(error, MCPHiveError):
         print(f"mcphive: error: {error}", file=sys.stderr)
         return EXIT_USAGE if isinstance(error, UsageError) else EXIT_RUN
-    print(f"mcphive: internal error: {type(error).__name__}: {error}; rerun with --debug and report it",
-          file=sys.stderr)
+    print(
+        f"mcphive: internal error: {type(error).__name__}: {error}; rerun with --debug and report it", file=sys.stderr
+    )
     return EXIT_RUN
 
 

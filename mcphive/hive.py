@@ -83,20 +83,31 @@ class Hive:
         self._pending: dict[str, _Pending] = {}
         semantic = SemanticRouter({name: spec.examples for name, spec in self.specs.items()}, get_embedder())
         self.cascade = RoutingCascade(
-            list(self.specs), {name: spec.rules for name, spec in self.specs.items()}, semantic,
-            threshold=settings.route_threshold, extra_rules=settings.rules,
+            list(self.specs),
+            {name: spec.rules for name, spec in self.specs.items()},
+            semantic,
+            threshold=settings.route_threshold,
+            extra_rules=settings.rules,
         )
         self.queue = Prioritizer(max_size=settings.queue_max)
-        self.manager = AgentManager(ManagerDeps(
-            specs=self.specs, cascade=self.cascade, memory=self.memory, events=self._bus,
-            connections=self._connections, model=self.model, max_model_steps=settings.max_model_steps,
-            task_timeout_s=settings.task_timeout_s,
-        ))
+        self.manager = AgentManager(
+            ManagerDeps(
+                specs=self.specs,
+                cascade=self.cascade,
+                memory=self.memory,
+                events=self._bus,
+                connections=self._connections,
+                model=self.model,
+                max_model_steps=settings.max_model_steps,
+                task_timeout_s=settings.task_timeout_s,
+            )
+        )
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, settings: Settings | None = None, *, model: ChatModel | None = None,
-                   **overrides: Any) -> AsyncIterator[Hive]:
+    async def open(
+        cls, settings: Settings | None = None, *, model: ChatModel | None = None, **overrides: Any
+    ) -> AsyncIterator[Hive]:
         """Open a hive. ``settings=None`` reads mcphive.toml and MCPHIVE_* (``overrides`` win).
 
         Args:
@@ -171,8 +182,10 @@ class Hive:
         if not cleaned:
             raise InvalidTask("task text is empty; say what the agent should do, e.g. 'find hard-coded secrets'")
         if len(cleaned) > self.settings.max_task_chars:
-            raise InvalidTask(f"task text is {len(cleaned)} characters, over the {self.settings.max_task_chars} "
-                              "limit; shorten it or raise max_task_chars")
+            raise InvalidTask(
+                f"task text is {len(cleaned)} characters, over the {self.settings.max_task_chars} "
+                "limit; shorten it or raise max_task_chars"
+            )
         if agent is not None and agent not in self.specs:
             raise UnknownAgent(agent, self.specs)
         return cleaned
@@ -181,11 +194,22 @@ class Hive:
         """Which agent would take ``text``; out-of-scope text gets ``agent=None``, never an exception."""
         return await self.cascade.route(self._validate(text, None))
 
-    async def submit(self, text: str, *, workspace: str | Path = ".", priority: Priority | str = Priority.NORMAL,
-                     agent: str | None = None) -> TaskHandle:
+    async def submit(
+        self,
+        text: str,
+        *,
+        workspace: str | Path = ".",
+        priority: Priority | str = Priority.NORMAL,
+        agent: str | None = None,
+    ) -> TaskHandle:
         """Queue a task for the in-process workers and return its handle at once."""
-        task = Task(text=self._validate(text, agent), workspace=str(Jail(workspace).root),
-                    priority=Priority(priority), agent=agent, principal=self.principal)
+        task = Task(
+            text=self._validate(text, agent),
+            workspace=str(Jail(workspace).root),
+            priority=Priority(priority),
+            agent=agent,
+            principal=self.principal,
+        )
         await self.memory.record_task(task)
         self._pending[task.id] = _Pending(anyio.Event())
         try:
@@ -197,8 +221,14 @@ class Hive:
         self._bus.publish(task.id, "queued", {"priority": task.priority.value})
         return TaskHandle(self, task)
 
-    async def run(self, text: str, *, workspace: str | Path = ".", priority: Priority | str = Priority.NORMAL,
-                  agent: str | None = None) -> TaskResult:
+    async def run(
+        self,
+        text: str,
+        *,
+        workspace: str | Path = ".",
+        priority: Priority | str = Priority.NORMAL,
+        agent: str | None = None,
+    ) -> TaskResult:
         """Submit a task and wait for its result."""
         handle = await self.submit(text, workspace=workspace, priority=priority, agent=agent)
         return await handle.wait()

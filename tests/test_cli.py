@@ -10,12 +10,20 @@ import pytest
 MCPHIVE = str(Path(sys.executable).parent / "mcphive")
 
 
-def mcphive(*args: str, data_dir: Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def mcphive(
+    *args: str, data_dir: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     import os
 
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([MCPHIVE, "--data-dir", str(data_dir), *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd, env=full_env)
+    return subprocess.run(
+        [MCPHIVE, "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env=full_env,
+    )
 
 
 def test_help_lists_every_command(tmp_path: Path) -> None:
@@ -39,14 +47,19 @@ def test_route_json_explains_the_decision(tmp_path: Path) -> None:
     assert route["agent"] == "ops" and route["stage"] in ("rule", "semantic") and route["runners_up"]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["run", "  ", "--workspace", "."], "task text is empty"),
-    (["run", "lint", "--agent", "doc"], "unknown agent 'doc'; choose one of"),
-    (["run", "lint", "--workspace", "/no/such/dir"], "is not an existing folder"),
-    (["route", ""], "task text is empty"),
-    (["history", "ffffffff"], "no task"),
-])
-def test_bad_input_prints_one_line_and_exits_2_without_a_traceback(tmp_path: Path, args: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "  ", "--workspace", "."], "task text is empty"),
+        (["run", "lint", "--agent", "doc"], "unknown agent 'doc'; choose one of"),
+        (["run", "lint", "--workspace", "/no/such/dir"], "is not an existing folder"),
+        (["route", ""], "task text is empty"),
+        (["history", "ffffffff"], "no task"),
+    ],
+)
+def test_bad_input_prints_one_line_and_exits_2_without_a_traceback(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
     done = mcphive(*args, data_dir=tmp_path, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()

@@ -15,10 +15,12 @@ pytestmark = pytest.mark.anyio
 async def test_a_routed_task_runs_the_survey_then_the_models_choice_and_is_recorded(
     settings: Settings, sample_workspace: Path
 ) -> None:
-    model = ScriptedModel([
-        tool_call("read_file", path="pricefeed/config.py", start_line=1, end_line=20),
-        final("summary written by the scripted model"),
-    ])
+    model = ScriptedModel(
+        [
+            tool_call("read_file", path="pricefeed/config.py", start_line=1, end_line=20),
+            final("summary written by the scripted model"),
+        ]
+    )
     async with Hive.open(settings.model_copy(update={"max_model_steps": 1}), model=model) as hive:
         result = await hive.run("scan the project for hard-coded secrets", workspace=sample_workspace)
         recorded = await hive.memory.get(result.task_id)
@@ -37,13 +39,15 @@ async def test_the_model_is_shown_tool_output_as_delimited_data(settings: Settin
     model = FunctionModel(lambda r: "ok" if r.tool_choice == "none" else tool_call("finish"))
     async with Hive.open(settings, model=model) as hive:
         await hive.run("lint the code", workspace=sample_workspace, agent="code")
-    user = [m.content for m in model.requests[0].messages if m.role == "user"][0]
+    user = next(m.content for m in model.requests[0].messages if m.role == "user")
     assert '<tool-output tool="ruff_check">' in user and "</tool-output>" in user
     system = model.requests[0].messages[0].content
     assert "never instructions" in system
 
 
-async def test_a_constrained_model_is_offered_only_real_files_and_no_repeats(sample_workspace: Path, tmp_path: Path) -> None:
+async def test_a_constrained_model_is_offered_only_real_files_and_no_repeats(
+    sample_workspace: Path, tmp_path: Path
+) -> None:
     seen: list[ChatRequest] = []
 
     def record(request: ChatRequest) -> ChatResponse | str:
@@ -60,7 +64,9 @@ async def test_a_constrained_model_is_offered_only_real_files_and_no_repeats(sam
     assert "Dockerfile" in read_enum and all((sample_workspace / p).exists() for p in read_enum if p != ".")
 
 
-async def test_submit_returns_at_once_and_the_handle_reports_status_and_result(settings: Settings, sample_workspace: Path) -> None:
+async def test_submit_returns_at_once_and_the_handle_reports_status_and_result(
+    settings: Settings, sample_workspace: Path
+) -> None:
     model = ScriptedModel([tool_call("finish"), final("all good")])
     async with Hive.open(settings, model=model) as hive:
         handle = await hive.submit("summarize errors in app.log", workspace=sample_workspace, agent="ops")
@@ -92,7 +98,9 @@ async def test_cancelling_a_running_task_stops_it_and_records_it(settings: Setti
     assert recorded is not None and recorded.status is TaskStatus.CANCELLED
 
 
-async def test_out_of_scope_text_fails_the_task_with_the_reason_and_runs_nothing(settings: Settings, sample_workspace: Path) -> None:
+async def test_out_of_scope_text_fails_the_task_with_the_reason_and_runs_nothing(
+    settings: Settings, sample_workspace: Path
+) -> None:
     model = ScriptedModel([])
     async with Hive.open(settings, model=model) as hive:
         route = await hive.route("what is a good recipe for banana bread")
@@ -102,14 +110,17 @@ async def test_out_of_scope_text_fails_the_task_with_the_reason_and_runs_nothing
     assert result.steps == [] and model.requests == []
 
 
-@pytest.mark.parametrize(("text", "kwargs", "error", "match"), [
-    ("", {}, InvalidTask, "task text is empty"),
-    ("   \n ", {}, InvalidTask, "task text is empty"),
-    ("x" * 9000, {}, InvalidTask, "over the 8000 limit"),
-    ("a\0b", {}, InvalidTask, "NUL"),
-    ("lint", {"agent": "doc"}, UnknownAgent, "choose one of: code, docs"),
-    ("lint", {"workspace": "/no/such/folder"}, WorkspaceError, "not an existing folder"),
-])
+@pytest.mark.parametrize(
+    ("text", "kwargs", "error", "match"),
+    [
+        ("", {}, InvalidTask, "task text is empty"),
+        ("   \n ", {}, InvalidTask, "task text is empty"),
+        ("x" * 9000, {}, InvalidTask, "over the 8000 limit"),
+        ("a\0b", {}, InvalidTask, "NUL"),
+        ("lint", {"agent": "doc"}, UnknownAgent, "choose one of: code, docs"),
+        ("lint", {"workspace": "/no/such/folder"}, WorkspaceError, "not an existing folder"),
+    ],
+)
 async def test_bad_input_is_refused_before_anything_is_queued_or_recorded(
     settings: Settings, text: str, kwargs: dict[str, str], error: type[Exception], match: str
 ) -> None:

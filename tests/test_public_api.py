@@ -4,12 +4,37 @@ import mcphive
 
 
 def test_all_lists_exactly_the_public_names() -> None:
-    assert sorted(mcphive.__all__) == sorted([
-        "ConfigError", "Event", "Finding", "Hive", "InvalidTask", "MCPHiveError", "ModelUnavailable", "Principal",
-        "Priority", "QueueFull", "Route", "RunError", "Settings", "Step", "Task", "TaskFailed", "TaskHandle",
-        "TaskResult", "TaskStatus", "ToolCall", "ToolError", "UnknownAgent", "Usage", "UsageError",
-        "WorkspaceError", "__version__", "load_settings",
-    ])
+    assert sorted(mcphive.__all__) == sorted(
+        [
+            "ConfigError",
+            "Event",
+            "Finding",
+            "Hive",
+            "InvalidTask",
+            "MCPHiveError",
+            "ModelUnavailable",
+            "Principal",
+            "Priority",
+            "QueueFull",
+            "Route",
+            "RunError",
+            "Settings",
+            "Step",
+            "Task",
+            "TaskFailed",
+            "TaskHandle",
+            "TaskResult",
+            "TaskStatus",
+            "ToolCall",
+            "ToolError",
+            "UnknownAgent",
+            "Usage",
+            "UsageError",
+            "WorkspaceError",
+            "__version__",
+            "load_settings",
+        ]
+    )
 
 
 def test_every_public_name_resolves() -> None:
@@ -21,6 +46,7 @@ def test_importing_mcphive_does_not_import_heavy_dependencies() -> None:
     import subprocess
     import sys
 
-    code = "import sys, mcphive; print(sorted(m for m in ('torch', 'chromadb', 'langgraph', 'llama_cpp') if m in sys.modules))"
+    heavy = "('torch', 'chromadb', 'langgraph', 'llama_cpp')"
+    code = f"import sys, mcphive; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -6,7 +6,9 @@ from mcphive.errors import ConfigError
 from mcphive.settings import load_settings
 
 
-def test_file_values_are_overridden_by_environment_then_by_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_values_are_overridden_by_environment_then_by_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "mcphive.toml"
     config.write_text('max_model_steps = 5\nqueue_max = 7\ntenant = "acme"\n')
     monkeypatch.setenv("MCPHIVE_QUEUE_MAX", "9")
@@ -29,14 +31,14 @@ def test_malformed_toml_names_the_file_and_the_fix(tmp_path: Path) -> None:
 
 def test_an_invalid_value_names_the_setting(tmp_path: Path) -> None:
     config = tmp_path / "mcphive.toml"
-    config.write_text('workers = 0\n')
+    config.write_text("workers = 0\n")
     with pytest.raises(ConfigError, match=r"invalid setting 'workers'"):
         load_settings(config)
 
 
 def test_an_unknown_setting_is_refused(tmp_path: Path) -> None:
     config = tmp_path / "mcphive.toml"
-    config.write_text('wrokers = 2\n')
+    config.write_text("wrokers = 2\n")
     with pytest.raises(ConfigError, match="wrokers"):
         load_settings(config)
 

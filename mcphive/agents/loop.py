@@ -66,20 +66,32 @@ def _common_prompt() -> str:
 def _context_messages(ctx: LoopContext, steps: list[Step]) -> list[ChatMessage]:
     observed = "\n".join(
         as_data(call.tool, digest(call.structured, call.result), budget=1500)
-        for step in steps for call in step.tool_calls
+        for step in steps
+        for call in step.tool_calls
     )
     return [
         ChatMessage(role="system", content=f"{ctx.spec.prompt}\n{_common_prompt()}"),
-        ChatMessage(role="user", content=f"Task: {ctx.task_text}\n\nWhat the tools found so far:\n{observed or '(nothing yet)'}"),
+        ChatMessage(
+            role="user", content=f"Task: {ctx.task_text}\n\nWhat the tools found so far:\n{observed or '(nothing yet)'}"
+        ),
     ]
 
 
-async def _call_tool(ctx: LoopContext, index: int, name: str, arguments: dict[str, Any], chosen_by: ChosenBy) -> ToolCall:
+async def _call_tool(
+    ctx: LoopContext, index: int, name: str, arguments: dict[str, Any], chosen_by: ChosenBy
+) -> ToolCall:
     await ctx.emit("tool_call", {"step": index, "tool": name, "arguments": arguments, "chosen_by": chosen_by})
     outcome = await ctx.toolbox.call(name, arguments)
-    return ToolCall(server=ctx.toolbox.server_of(name), tool=name, arguments=arguments, result=outcome.text,
-                    structured=outcome.structured, is_error=outcome.is_error, chosen_by=chosen_by,
-                    duration_ms=outcome.duration_ms)
+    return ToolCall(
+        server=ctx.toolbox.server_of(name),
+        tool=name,
+        arguments=arguments,
+        result=outcome.text,
+        structured=outcome.structured,
+        is_error=outcome.is_error,
+        chosen_by=chosen_by,
+        duration_ms=outcome.duration_ms,
+    )
 
 
 async def survey(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, Any]:
@@ -89,9 +101,18 @@ async def survey(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, An
     for planned in ctx.spec.survey:
         started = time.perf_counter()
         call = await _call_tool(ctx, len(steps), planned.tool, dict(planned.arguments), "survey")
-        steps.append(Step(index=len(steps), kind="survey", tool_calls=[call], message=digest(call.structured, call.result),
-                          duration_ms=(time.perf_counter() - started) * 1000))
-        await ctx.emit("step", {"index": len(steps) - 1, "kind": "survey", "tool": call.tool, "is_error": call.is_error})
+        steps.append(
+            Step(
+                index=len(steps),
+                kind="survey",
+                tool_calls=[call],
+                message=digest(call.structured, call.result),
+                duration_ms=(time.perf_counter() - started) * 1000,
+            )
+        )
+        await ctx.emit(
+            "step", {"index": len(steps) - 1, "kind": "survey", "tool": call.tool, "is_error": call.is_error}
+        )
     return {"steps": steps}
 
 
@@ -106,10 +127,12 @@ async def choose(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, An
         return {"pending": None}
     done = [(c.tool, c.arguments) for s in state["steps"] for c in s.tool_calls]
     # A constrained model makes at least one real choice before it may stop.
-    tools = await narrowed_tools(ctx.toolbox, constrain=ctx.constrain, done=done,
-                                 allow_finish=not ctx.constrain or state["model_steps"] > 0)
-    request = ChatRequest(messages=_context_messages(ctx, state["steps"]), tools=tools, tool_choice="required",
-                          max_tokens=160)
+    tools = await narrowed_tools(
+        ctx.toolbox, constrain=ctx.constrain, done=done, allow_finish=not ctx.constrain or state["model_steps"] > 0
+    )
+    request = ChatRequest(
+        messages=_context_messages(ctx, state["steps"]), tools=tools, tool_choice="required", max_tokens=160
+    )
     response = await ctx.model.chat(request)
     await ctx.emit("model", {"purpose": "choose", "usage": response.usage.model_dump()})
     usage = state["usage"] + response.usage
@@ -127,8 +150,15 @@ async def act(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, Any]:
     started = time.perf_counter()
     steps = list(state["steps"])
     call = await _call_tool(ctx, len(steps), pending.name, pending.arguments, "model")
-    steps.append(Step(index=len(steps), kind="model", tool_calls=[call], message=digest(call.structured, call.result),
-                      duration_ms=(time.perf_counter() - started) * 1000))
+    steps.append(
+        Step(
+            index=len(steps),
+            kind="model",
+            tool_calls=[call],
+            message=digest(call.structured, call.result),
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+    )
     await ctx.emit("step", {"index": len(steps) - 1, "kind": "model", "tool": call.tool, "is_error": call.is_error})
     return {"steps": steps, "pending": None, "model_steps": state["model_steps"] + 1}
 
@@ -142,8 +172,12 @@ async def summarize(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str,
     response = await ctx.model.chat(ChatRequest(messages=messages, tool_choice="none", max_tokens=256))
     await ctx.emit("model", {"purpose": "summarize", "usage": response.usage.model_dump()})
     answer = response.message.content.strip()
-    steps = [*state["steps"], Step(index=len(state["steps"]), kind="final", message=answer,
-                                   duration_ms=(time.perf_counter() - started) * 1000)]
+    steps = [
+        *state["steps"],
+        Step(
+            index=len(state["steps"]), kind="final", message=answer, duration_ms=(time.perf_counter() - started) * 1000
+        ),
+    ]
     return {"steps": steps, "answer": answer, "usage": state["usage"] + response.usage}
 
 

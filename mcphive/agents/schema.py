@@ -45,7 +45,9 @@ async def _workspace_files(toolbox: ToolBox) -> list[str]:
     return list((outcome.structured or {}).get("files", []))
 
 
-def _narrow(schema: dict[str, Any], file_args: dict[str, list[str]], files: list[str], used: set[str]) -> dict[str, Any] | None:
+def _narrow(
+    schema: dict[str, Any], file_args: dict[str, list[str]], files: list[str], used: set[str]
+) -> dict[str, Any] | None:
     """The narrowed schema, or None when every choice it allows was already made."""
     schema = copy.deepcopy(schema)
     for name, prop in schema.get("properties", {}).items():
@@ -86,6 +88,11 @@ async def narrowed_tools(
         if schema is not None:
             specs.append(ToolSpec(name=name, description=tool.description or "", parameters=schema))
     if allow_finish or not specs:
-        specs.append(ToolSpec(name=FINISH, description="Stop calling tools and write the summary.",
-                              parameters={"type": "object", "properties": {}}))
+        specs.append(
+            ToolSpec(
+                name=FINISH,
+                description="Stop calling tools and write the summary.",
+                parameters={"type": "object", "properties": {}},
+            )
+        )
     return specs

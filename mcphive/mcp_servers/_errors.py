@@ -24,6 +24,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def tool_errors(fn: F) -> F:
     """Wrap a sync or async tool function so mcphive ToolErrors reach the client as tool errors."""
     if inspect.iscoroutinefunction(fn):
+
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:

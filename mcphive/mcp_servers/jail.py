@@ -14,7 +14,9 @@ from mcphive.errors import ToolError, WorkspaceError
 
 __all__ = ["SKIP_DIRS", "Jail"]
 
-SKIP_DIRS = frozenset({".git", ".venv", "venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", "node_modules"})
+SKIP_DIRS = frozenset(
+    {".git", ".venv", "venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", "node_modules"}
+)
 """Folders no workspace tool lists or scans."""
 
 

@@ -45,12 +45,19 @@ class StateStore:
         """The value and version of ``key`` (version 0 and value None when absent)."""
         with self._lock:
             entry = self._data.get((namespace, key))
-        return {"namespace": namespace, "key": key, "value": entry.value if entry else None, "version": entry.version if entry else 0}
+        return {
+            "namespace": namespace,
+            "key": key,
+            "value": entry.value if entry else None,
+            "version": entry.version if entry else 0,
+        }
 
     def put(self, namespace: str, key: str, value: Any, expected_version: int | None = None) -> dict[str, Any]:
         """Write ``value``; with ``expected_version``, only if the key is still at that version."""
         if len(json.dumps(value, default=str)) > MAX_VALUE_BYTES:
-            raise ToolError(f"value for {namespace}/{key} is over {MAX_VALUE_BYTES} bytes; store a summary or a document instead")
+            raise ToolError(
+                f"value for {namespace}/{key} is over {MAX_VALUE_BYTES} bytes; store a summary or a document instead"
+            )
         with self._lock:
             current = self._data.get((namespace, key))
             version = current.version if current else 0
@@ -70,7 +77,9 @@ class StateStore:
 def build_state_server(store: StateStore | None = None) -> MCPServer:
     """An MCP server named ``state`` over ``store`` (a fresh one when None)."""
     store = store or StateStore()
-    server: MCPServer = MCPServer("state", instructions="Shared blackboard: namespaced keys with versions and compare-and-set.")
+    server: MCPServer = MCPServer(
+        "state", instructions="Shared blackboard: namespaced keys with versions and compare-and-set."
+    )
     read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True)
 
     @server.tool(title="Read a shared key", annotations=read_only, structured_output=True)
@@ -78,8 +87,11 @@ def build_state_server(store: StateStore | None = None) -> MCPServer:
         """Read a key from the shared blackboard: its value and version (0 when it does not exist)."""
         return store.get(namespace, key)
 
-    @server.tool(title="Write a shared key", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False),
-                 structured_output=True)
+    @server.tool(
+        title="Write a shared key",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False),
+        structured_output=True,
+    )
     @tool_errors
     def state_put(namespace: str, key: str, value: Any, expected_version: int | None = None) -> dict[str, Any]:
         """Write a key; pass expected_version to write only if nobody changed it since you read it."""

@@ -52,8 +52,13 @@ def read_file(jail: Jail, path: str, start_line: int = 1, end_line: int = 200) -
     lines = raw.decode("utf-8", errors="replace").splitlines()
     start, end = max(1, start_line), max(start_line, end_line)
     chunk = lines[start - 1 : end]
-    return {"path": path, "start_line": start, "end_line": start + len(chunk) - 1, "total_lines": len(lines),
-            "text": "\n".join(chunk)}
+    return {
+        "path": path,
+        "start_line": start,
+        "end_line": start + len(chunk) - 1,
+        "total_lines": len(lines),
+        "text": "\n".join(chunk),
+    }
 
 
 def search_text(jail: Jail, pattern: str, max_results: int = 50) -> dict[str, Any]:
@@ -127,6 +132,13 @@ def build_workspace_server(root: str | Path) -> MCPServer:
             read_only_hint=not tool.writes, destructive_hint=tool.writes, idempotent_hint=not tool.writes
         )
         meta = {FILE_ARGS_META: {k: list(v) for k, v in tool.file_args.items()}, WRITES_META: tool.writes}
-        server.add_tool(_bind(tool, jail), name=tool.name, title=tool.description.rstrip("."),
-                        description=tool.description, annotations=annotations, meta=meta, structured_output=True)
+        server.add_tool(
+            _bind(tool, jail),
+            name=tool.name,
+            title=tool.description.rstrip("."),
+            description=tool.description,
+            annotations=annotations,
+            meta=meta,
+            structured_output=True,
+        )
     return server

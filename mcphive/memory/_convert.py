@@ -141,7 +141,7 @@ def _route(row: RouteDecisionRow) -> Route:
     return Route(
         agent=row.agent,
         confidence=row.confidence,
-        stage=row.stage,  # type: ignore[arg-type]  # only RouteStage values are ever written
+        stage=row.stage,  # only RouteStage values are ever written
         runners_up=[Candidate.model_validate(item) for item in row.runners_up],
         reason=row.reason,
     )
@@ -155,7 +155,7 @@ def _call(row: ToolCallRow) -> ToolCall:
         result=row.result,
         structured=row.structured,
         is_error=row.is_error,
-        chosen_by=row.chosen_by,  # type: ignore[arg-type]  # only ChosenBy values are ever written
+        chosen_by=row.chosen_by,  # only ChosenBy values are ever written
         duration_ms=row.duration_ms,
     )
 
@@ -167,7 +167,7 @@ def _steps(step_rows: Iterable[StepRow], call_rows: Iterable[ToolCallRow]) -> li
     return [
         Step(
             index=row.step_index,
-            kind=row.kind,  # type: ignore[arg-type]  # only Step.kind values are ever written
+            kind=row.kind,  # only Step.kind values are ever written
             tool_calls=calls.get(row.position, []),
             message=row.message,
             duration_ms=row.duration_ms,

@@ -56,10 +56,22 @@ class RoutingCascade:
             return Route(agent=only, confidence=1.0, stage="rule", runners_up=runners, reason="a keyword rule matched")
         if matched:
             # Several rules disagree: let the embeddings decide among the agents the rules named.
-            candidates = [c for c in candidates if c.agent in matched] + [c for c in candidates if c.agent not in matched]
+            candidates = [c for c in candidates if c.agent in matched] + [
+                c for c in candidates if c.agent not in matched
+            ]
         best, runners = candidates[0], candidates[1:4]
         if best.score < self.threshold and not matched:
-            return Route(agent=None, confidence=best.score, stage="out_of_scope", runners_up=candidates[:3],
-                         reason=f"no agent scored above {self.threshold}; name an agent or describe the task in more detail")
-        return Route(agent=best.agent, confidence=best.score, stage="semantic", runners_up=runners,
-                     reason="nearest example tasks")
+            return Route(
+                agent=None,
+                confidence=best.score,
+                stage="out_of_scope",
+                runners_up=candidates[:3],
+                reason=f"no agent scored above {self.threshold}; name an agent or describe the task in more detail",
+            )
+        return Route(
+            agent=best.agent,
+            confidence=best.score,
+            stage="semantic",
+            runners_up=runners,
+            reason="nearest example tasks",
+        )

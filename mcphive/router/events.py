@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,15 +25,14 @@ class EventBus:
 
     def publish(self, task_id: str, kind: str, data: dict[str, Any] | None = None) -> Event:
         """Record and fan out one event."""
-        event = Event(task_id=task_id, kind=kind, data=data or {})  # type: ignore[arg-type]
+        event = Event(task_id=task_id, kind=kind, data=data or {})
         history = self._history.setdefault(task_id, [])
         if len(history) < _MAX_EVENTS_PER_TASK:
             history.append(event)
         for stream in self._subscribers.get(task_id, []):
-            try:
+            # A stalled consumer loses events rather than stalling the task.
+            with contextlib.suppress(anyio.WouldBlock):
                 stream.send_nowait(event)
-            except anyio.WouldBlock:  # a stalled consumer loses events rather than stalling the task
-                pass
         if kind == "finished":
             for stream in self._subscribers.pop(task_id, []):
                 stream.close()

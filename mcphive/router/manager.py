@@ -114,8 +114,15 @@ class AgentManager:
         toolbox = ToolBox(await self._d.connections(task), spec.tools)
         model = self._d.model()
         timings["connect_ms"] = (time.perf_counter() - started) * 1000
-        ctx = LoopContext(spec=spec, toolbox=toolbox, model=model, task_text=task.text,
-                          max_model_steps=self._d.max_model_steps, constrain=model.name.startswith("local"), emit=emit)
+        ctx = LoopContext(
+            spec=spec,
+            toolbox=toolbox,
+            model=model,
+            task_text=task.text,
+            max_model_steps=self._d.max_model_steps,
+            constrain=model.name.startswith("local"),
+            emit=emit,
+        )
         started = time.perf_counter()
         try:
             with anyio.fail_after(self._d.task_timeout_s):

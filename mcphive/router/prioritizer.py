@@ -36,7 +36,9 @@ class QueueStats:
 class Prioritizer:
     """An in-process priority queue with aging and backpressure."""
 
-    def __init__(self, *, max_size: int = 1000, aging_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, max_size: int = 1000, aging_s: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._queues: dict[Priority, deque[tuple[float, Task]]] = {p: deque() for p in Priority}
         self._running: dict[str, Task] = {}
         self._max_size = max_size
@@ -106,5 +108,10 @@ class Prioritizer:
     def stats(self) -> QueueStats:
         """A snapshot of the counters."""
         per_class = {p.value: len(q) for p, q in self._queues.items()}
-        return QueueStats(queued=len(self), running=len(self._running), completed=self._stats.completed,
-                          failed=self._stats.failed, per_class=per_class)
+        return QueueStats(
+            queued=len(self),
+            running=len(self._running),
+            completed=self._stats.completed,
+            failed=self._stats.failed,
+            per_class=per_class,
+        )

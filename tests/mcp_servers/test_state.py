@@ -14,7 +14,9 @@ async def test_writes_bump_versions_and_compare_and_set_refuses_stale_writers() 
         assert first.structured_content == {"namespace": "t1", "key": "plan", "version": 1}
         ok = await client.call_tool("state_put", {"namespace": "t1", "key": "plan", "value": 2, "expected_version": 1})
         assert not ok.is_error
-        stale = await client.call_tool("state_put", {"namespace": "t1", "key": "plan", "value": 3, "expected_version": 1})
+        stale = await client.call_tool(
+            "state_put", {"namespace": "t1", "key": "plan", "value": 3, "expected_version": 1}
+        )
         assert stale.is_error
         assert "version 2, not 1" in stale.content[0].text  # type: ignore[union-attr]
         got = await client.call_tool("state_get", {"namespace": "t1", "key": "plan"})

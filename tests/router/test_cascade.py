@@ -15,8 +15,13 @@ pytestmark = pytest.mark.anyio
 def cascade(extra_rules: list[RouteRule] | None = None, threshold: float = 0.35) -> RoutingCascade:
     specs = load_specs()
     semantic = SemanticRouter({n: s.examples for n, s in specs.items()}, get_embedder())
-    return RoutingCascade(list(specs), {n: s.rules for n, s in specs.items()}, semantic, threshold=threshold,
-                          extra_rules=extra_rules or [])
+    return RoutingCascade(
+        list(specs),
+        {n: s.rules for n, s in specs.items()},
+        semantic,
+        threshold=threshold,
+        extra_rules=extra_rules or [],
+    )
 
 
 async def test_an_explicit_agent_wins_without_scoring() -> None:
@@ -25,7 +30,9 @@ async def test_an_explicit_agent_wins_without_scoring() -> None:
 
 
 async def test_an_unknown_explicit_agent_lists_the_known_ones() -> None:
-    with pytest.raises(UnknownAgent, match="unknown agent 'doc'; choose one of: code, docs, test, infra, ops, security"):
+    with pytest.raises(
+        UnknownAgent, match="unknown agent 'doc'; choose one of: code, docs, test, infra, ops, security"
+    ):
         await cascade().route("x", agent="doc")
 
 
@@ -40,13 +47,16 @@ async def test_settings_rules_are_checked_against_known_agents() -> None:
         cascade([RouteRule(pattern="x", agent="nobody")])
 
 
-@pytest.mark.parametrize(("text", "agent"), [
-    ("the nightly job keeps timing out talking to the upstream", "ops"),
-    ("write docstrings for the public functions", "docs"),
-    ("AssertionError in test_apply_discount after the last change", "test"),
-    ("the base image is pulled with an unpinned tag", "infra"),
-    ("there is an unused import and a bare except in cache.py", "code"),
-])
+@pytest.mark.parametrize(
+    ("text", "agent"),
+    [
+        ("the nightly job keeps timing out talking to the upstream", "ops"),
+        ("write docstrings for the public functions", "docs"),
+        ("AssertionError in test_apply_discount after the last change", "test"),
+        ("the base image is pulled with an unpinned tag", "infra"),
+        ("there is an unused import and a bare except in cache.py", "code"),
+    ],
+)
 async def test_semantic_stage_routes_paraphrases_it_never_saw(text: str, agent: str) -> None:
     route = await cascade().route(text)
     assert route.agent == agent, route

@@ -85,8 +85,8 @@ async def test_claim_waits_for_work_and_wakes_every_idle_worker() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker)
             tg.start_soon(worker)
-            await anyio.sleep(0)  # let both workers block on claim
+            await anyio.lowlevel.checkpoint()  # let both workers block on claim
             queue.put(task("normal", "a"))
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             queue.put(task("normal", "b"))
     assert sorted(got) == ["a", "b"]
