@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ from mcphive.types import TaskResult, TaskStatus
 __all__ = ["agents", "demo", "doctor", "history", "ingest", "install", "route", "run", "search", "serve"]
 
 out = Console(soft_wrap=False)
+if not out.is_terminal and "COLUMNS" not in os.environ:
+    # Piped reports are read in files and logs: wide enough that paths and rule ids are not cut.
+    out = Console(soft_wrap=False, width=160)
 err = Console(stderr=True, soft_wrap=False)
 
 

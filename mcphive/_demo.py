@@ -75,6 +75,8 @@ async def run_demo_tasks(settings: Settings, workspace: Path, *, model: ChatMode
     """Submit every demo task (routed, not assigned), wait for all, and score them against the manifest."""
     from mcphive.hive import Hive
 
+    # One model-chosen step per task shows the survey/choice split without making the demo wait on a CPU model.
+    settings = settings.model_copy(update={"max_model_steps": min(settings.max_model_steps, 1)})
     async with Hive.open(settings, model=model) as hive:
         handles = [await hive.submit(text, workspace=workspace) for text in DEMO_TASKS]
         results = [await handle.wait() for handle in handles]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
@@ -38,14 +38,17 @@ def render_route(route: Route) -> str:
 
 
 def _steps_table(result: TaskResult) -> Table:
-    table = Table(title="Steps", show_lines=False, expand=False)
-    for column in ("#", "chosen by", "tool", "arguments", "outcome", "ms"):
-        table.add_column(column)
+    table = Table(title="steps", title_justify="left", expand=False)
+    table.add_column("#", justify="right")
+    table.add_column("chosen by")
+    table.add_column("tool", no_wrap=True)
+    table.add_column("arguments", overflow="fold")
+    table.add_column("outcome", overflow="fold")
+    table.add_column("ms", justify="right")
     for step in result.steps:
         for call in step.tool_calls:
-            outcome = (
-                "error: " + call.result[:80] if call.is_error else str((call.structured or {}).get("summary", ""))[:80]
-            )
+            summary = (call.structured or {}).get("summary", "")
+            outcome = f"error: {call.result[:100]}" if call.is_error else str(summary)[:100]
             args = ", ".join(f"{k}={v}" for k, v in call.arguments.items())
             table.add_row(
                 str(step.index + 1), call.chosen_by, call.tool, escape(args), escape(outcome), f"{call.duration_ms:.0f}"
@@ -54,17 +57,20 @@ def _steps_table(result: TaskResult) -> Table:
 
 
 def _findings_table(result: TaskResult, limit: int = 60) -> Table:
-    table = Table(title="Findings", expand=False)
-    for column in ("severity", "where", "rule", "message", "tool"):
-        table.add_column(column)
     findings = result_findings(result)
+    table = Table(title=f"findings ({len(findings)})", title_justify="left", expand=False)
+    table.add_column("severity")
+    table.add_column("where", no_wrap=True)
+    table.add_column("rule", no_wrap=True)
+    table.add_column("message", overflow="ellipsis", no_wrap=True, max_width=60)
+    table.add_column("tool", no_wrap=True)
     for f in findings[:limit]:
         where = f"{f.get('file', '?')}:{f['line']}" if f.get("line") else str(f.get("file", "?"))
         table.add_row(
             str(f.get("severity", "")),
             escape(where),
             escape(str(f.get("rule", ""))),
-            escape(str(f.get("message", ""))[:120]),
+            escape(" ".join(str(f.get("message", "")).split())),
             str(f.get("tool", "")),
         )
     if len(findings) > limit:
@@ -73,24 +79,25 @@ def _findings_table(result: TaskResult, limit: int = 60) -> Table:
 
 
 def render_result(result: TaskResult, console: Console) -> None:
-    """Print a task's full report."""
-    header = f"[bold]{escape(result.text)}[/bold]\ntask {result.task_id}  ·  status {result.status.value}"
+    """Print a task's full report: header, steps, findings, the model's answer, costs."""
+    console.rule(f"[bold]{result.agent or '-'} agent[/bold]: {escape(result.text)}", align="left")
+    console.print(f"task {result.task_id}  ·  status [bold]{result.status.value}[/bold]", highlight=False)
     if result.route is not None:
-        header += f"\nroute: {escape(render_route(result.route))}"
-    parts: list[Any] = [header]
+        console.print(f"route: {escape(render_route(result.route))}", highlight=False)
     if result.steps:
-        parts += [_steps_table(result), _findings_table(result)]
+        console.print(_steps_table(result))
+        console.print(_findings_table(result))
     if result.answer:
-        parts.append(Panel(escape(result.answer), title=f"answer ({result.model or 'model'})", expand=False))
+        console.print(Panel(escape(result.answer), title=f"model summary ({result.model or 'model'})", expand=False))
     if result.error:
-        parts.append(f"[red]error:[/red] {escape(result.error)}")
+        console.print(f"[red]error:[/red] {escape(result.error)}", highlight=False)
     usage = result.usage
     total_s = result.timings.get("total_ms", 0.0) / 1000
-    parts.append(
+    console.print(
         f"[dim]{usage.model_calls} model calls, {usage.input_tokens} tokens in / {usage.output_tokens} out; "
-        f"{total_s:.1f} s[/dim]"
+        f"{total_s:.1f} s[/dim]",
+        highlight=False,
     )
-    console.print(Panel(Group(*parts), title=f"{result.agent or '—'} agent", expand=False))
 
 
 def progress_line(event: Event) -> str | None:

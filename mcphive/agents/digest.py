@@ -30,6 +30,12 @@ def digest(structured: dict[str, Any] | None, text: str, *, max_findings: int = 
     lines.extend(_finding_line(f) for f in findings[:max_findings] if isinstance(f, dict))
     if len(findings) > max_findings:
         lines.append(f"... and {len(findings) - max_findings} more findings")
+    lines.extend(
+        f"- {m.get('file')}:{m.get('line')} {m.get('text', '')}"
+        for m in (structured.get("matches") or [])[:max_findings]
+    )
+    if structured.get("text"):
+        lines.append(str(structured["text"]))
     if not lines:
         lines.append(json.dumps(structured, default=str))
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any, Literal, TypedDict
@@ -46,6 +46,8 @@ class LoopContext:
     max_model_steps: int
     constrain: bool
     emit: Emit
+    progress: list[Step] = field(default_factory=list)
+    """Every step as it completes, so a run that fails midway still reports what it did."""
 
 
 class AgentRun(TypedDict):
@@ -94,26 +96,39 @@ async def _call_tool(
     )
 
 
+async def _tool_step(ctx: LoopContext, steps: list[Step], name: str, arguments: dict[str, Any], by: ChosenBy) -> None:
+    """Make one tool call as a step of its own, appended to ``steps`` and to the run's progress."""
+    started = time.perf_counter()
+    call = await _call_tool(ctx, len(steps), name, arguments, by)
+    step = Step(
+        index=len(steps),
+        kind=by,
+        tool_calls=[call],
+        message=digest(call.structured, call.result),
+        duration_ms=(time.perf_counter() - started) * 1000,
+    )
+    steps.append(step)
+    ctx.progress.append(step)
+    await ctx.emit("step", {"index": step.index, "kind": by, "tool": call.tool, "is_error": call.is_error})
+
+
 async def survey(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, Any]:
     """Run the spec's deterministic survey; each call is one step chosen by the survey."""
-    ctx = runtime.context
     steps = list(state["steps"])
-    for planned in ctx.spec.survey:
-        started = time.perf_counter()
-        call = await _call_tool(ctx, len(steps), planned.tool, dict(planned.arguments), "survey")
-        steps.append(
-            Step(
-                index=len(steps),
-                kind="survey",
-                tool_calls=[call],
-                message=digest(call.structured, call.result),
-                duration_ms=(time.perf_counter() - started) * 1000,
-            )
-        )
-        await ctx.emit(
-            "step", {"index": len(steps) - 1, "kind": "survey", "tool": call.tool, "is_error": call.is_error}
-        )
+    for planned in runtime.context.spec.survey:
+        await _tool_step(runtime.context, steps, planned.tool, dict(planned.arguments), "survey")
     return {"steps": steps}
+
+
+def _finding_files(steps: list[Step]) -> list[str]:
+    """The files the findings so far point to, in order of first mention."""
+    files = []
+    for step in steps:
+        for call in step.tool_calls:
+            for finding in (call.structured or {}).get("findings", []) or []:
+                if isinstance(finding, dict) and finding.get("file"):
+                    files.append(str(finding["file"]))
+    return files
 
 
 def _already_made(steps: list[Step], call: ModelToolCall) -> bool:
@@ -128,7 +143,11 @@ async def choose(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, An
     done = [(c.tool, c.arguments) for s in state["steps"] for c in s.tool_calls]
     # A constrained model makes at least one real choice before it may stop.
     tools = await narrowed_tools(
-        ctx.toolbox, constrain=ctx.constrain, done=done, allow_finish=not ctx.constrain or state["model_steps"] > 0
+        ctx.toolbox,
+        constrain=ctx.constrain,
+        done=done,
+        allow_finish=not ctx.constrain or state["model_steps"] > 0,
+        focus=_finding_files(state["steps"]),
     )
     request = ChatRequest(
         messages=_context_messages(ctx, state["steps"]), tools=tools, tool_choice="required", max_tokens=160
@@ -144,22 +163,10 @@ async def choose(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, An
 
 async def act(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, Any]:
     """Run the tool call the model chose."""
-    ctx = runtime.context
     pending = state["pending"]
     assert pending is not None
-    started = time.perf_counter()
     steps = list(state["steps"])
-    call = await _call_tool(ctx, len(steps), pending.name, pending.arguments, "model")
-    steps.append(
-        Step(
-            index=len(steps),
-            kind="model",
-            tool_calls=[call],
-            message=digest(call.structured, call.result),
-            duration_ms=(time.perf_counter() - started) * 1000,
-        )
-    )
-    await ctx.emit("step", {"index": len(steps) - 1, "kind": "model", "tool": call.tool, "is_error": call.is_error})
+    await _tool_step(runtime.context, steps, pending.name, pending.arguments, "model")
     return {"steps": steps, "pending": None, "model_steps": state["model_steps"] + 1}
 
 
@@ -168,10 +175,10 @@ async def summarize(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str,
     ctx = runtime.context
     started = time.perf_counter()
     messages = _context_messages(ctx, state["steps"])
-    messages.append(ChatMessage(role="user", content="Write the summary now: the most important findings first."))
-    response = await ctx.model.chat(ChatRequest(messages=messages, tool_choice="none", max_tokens=256))
+    messages.append(ChatMessage(role="user", content="Summarize these findings for the engineer in a few lines."))
+    response = await ctx.model.chat(ChatRequest(messages=messages, tool_choice="none", max_tokens=200))
     await ctx.emit("model", {"purpose": "summarize", "usage": response.usage.model_dump()})
-    answer = response.message.content.strip()
+    answer = _without_repeats(response.message.content)
     steps = [
         *state["steps"],
         Step(
@@ -179,6 +186,19 @@ async def summarize(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str,
         ),
     ]
     return {"steps": steps, "answer": answer, "usage": state["usage"] + response.usage}
+
+
+def _without_repeats(text: str) -> str:
+    """Drop lines a small model already wrote (it loops under greedy decoding); keeps the first of each."""
+    seen: set[str] = set()
+    kept = []
+    for line in text.strip().splitlines():
+        key = line.strip().lower()
+        if key and key in seen:
+            continue
+        seen.add(key)
+        kept.append(line)
+    return "\n".join(kept).strip()
 
 
 def _after_choose(state: AgentRun) -> Literal["act", "summarize"]:

@@ -50,7 +50,10 @@ def _narrow(
 ) -> dict[str, Any] | None:
     """The narrowed schema, or None when every choice it allows was already made."""
     schema = copy.deepcopy(schema)
-    for name, prop in schema.get("properties", {}).items():
+    required = set(schema.get("required", []))
+    # Optional knobs (line ranges, limits) keep their defaults: the small model's choice is the tool and the file.
+    schema["properties"] = {k: v for k, v in schema.get("properties", {}).items() if k in required or k in file_args}
+    for name, prop in schema["properties"].items():
         if name in file_args:
             choices = _choices(files, file_args[name])
             if len(file_args) == 1:
@@ -61,25 +64,40 @@ def _narrow(
             if choices:
                 schema["properties"][name] = {"type": "string", "enum": choices[:MAX_ENUM]}
                 continue
+        if name in required and "enum" not in prop:
+            return None  # a free-form required argument is not a choice a small model can be held to
+        if not any(key in prop for key in ("type", "enum", "anyOf", "oneOf", "const")):
+            # An untyped value (``Any``) cannot become a grammar; a bounded string is what a small model can write.
+            prop.update(type="string")
         if prop.get("type") == "string" and "enum" not in prop:
             prop["maxLength"] = MAX_STRING
     return schema
 
 
 async def narrowed_tools(
-    toolbox: ToolBox, *, constrain: bool, done: Iterable[tuple[str, dict[str, Any]]] = (), allow_finish: bool = True
+    toolbox: ToolBox,
+    *,
+    constrain: bool,
+    done: Iterable[tuple[str, dict[str, Any]]] = (),
+    allow_finish: bool = True,
+    focus: Iterable[str] = (),
 ) -> list[ToolSpec]:
     """The agent's tools as model-facing specs, plus ``finish`` when ``allow_finish``.
 
     ``done`` holds the calls already made (tool, arguments); a constrained model is never offered
-    a one-file tool on a file it already ran on.
+    a one-file tool on a file it already ran on. ``focus`` lists the files the findings so far point
+    to: when there are any, a constrained model chooses among those, which is where the work is.
     """
     files = await _workspace_files(toolbox) if constrain else []
+    focused = [f for f in dict.fromkeys(focus) if f in files]
+    files = focused or files
     used: dict[str, set[str]] = {}
     for tool_name, arguments in done:
         used.setdefault(tool_name, set()).update(str(v) for v in arguments.values())
     specs: list[ToolSpec] = []
     for name in toolbox.allowed:
+        if constrain and name == "list_files":
+            continue  # the enums already carry the listing; a small model would only list again
         tool = toolbox.tool(name)
         schema: dict[str, Any] | None = dict(tool.input_schema)
         if constrain:

@@ -42,6 +42,8 @@ __all__ = ["LocalModel", "default_gguf_path"]
 
 logger = logging.getLogger(__name__)
 
+_TEXT_REPEAT_PENALTY = 1.2
+
 _INSTALL_HINT = "pip install 'mcphive[local]'"
 _ids = itertools.count(1)
 _DONE = object()
@@ -134,6 +136,7 @@ class LocalModel:
                     messages=plain_messages(request.messages),  # type: ignore[arg-type]
                     max_tokens=request.max_tokens,
                     temperature=request.temperature,
+                    repeat_penalty=_TEXT_REPEAT_PENALTY,
                     stream=True,
                 )
                 try:
@@ -174,9 +177,11 @@ class LocalModel:
     def _chat_sync(self, request: ChatRequest) -> ChatResponse:
         llama = self._load()
         tools = request.tools if request.tool_choice != "none" else []
-        kwargs: dict[str, Any] = {}
+        # Greedy decoding of a 135M model loops on its own lines; a repeat penalty keeps free text moving.
+        kwargs: dict[str, Any] = {"repeat_penalty": _TEXT_REPEAT_PENALTY}
         suffix = ""
         if tools:
+            kwargs = {}
             required = request.tool_choice == "required"
             schema = tool_choice_schema(tools, answer_chars=None if required else answer_max_chars(request.max_tokens))
             kwargs["grammar"] = _grammar(schema)

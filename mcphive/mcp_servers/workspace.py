@@ -52,12 +52,14 @@ def read_file(jail: Jail, path: str, start_line: int = 1, end_line: int = 200) -
     lines = raw.decode("utf-8", errors="replace").splitlines()
     start, end = max(1, start_line), max(start_line, end_line)
     chunk = lines[start - 1 : end]
+    last = start + len(chunk) - 1
     return {
         "path": path,
         "start_line": start,
-        "end_line": start + len(chunk) - 1,
+        "end_line": last,
         "total_lines": len(lines),
         "text": "\n".join(chunk),
+        "summary": f"{path}: lines {start}-{last} of {len(lines)}",
     }
 
 

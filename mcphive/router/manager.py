@@ -128,7 +128,12 @@ class AgentManager:
             with anyio.fail_after(self._d.task_timeout_s):
                 run = await run_agent(ctx)
         except TimeoutError as e:
+            result.steps = ctx.progress
             raise TaskTimeout(f"task ran past its {self._d.task_timeout_s:.0f} s limit; raise task_timeout_s") from e
+        except BaseException:
+            # Whatever stopped the run (a dead model, a cancel), the steps already done stay on record.
+            result.steps = ctx.progress
+            raise
         timings["agent_ms"] = (time.perf_counter() - started) * 1000
         result.steps, result.answer, result.usage, result.model = run["steps"], run["answer"], run["usage"], model.name
         result.status = TaskStatus.SUCCEEDED
