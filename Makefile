@@ -18,8 +18,8 @@ test: install
 	$(PY) -m pytest -W error; rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no tests" >&2; exit $$rc
 
 lint: install
-	$(VENV)/bin/ruff check mcphive tests benchmarks
-	$(VENV)/bin/ruff format --check mcphive tests benchmarks
+	$(VENV)/bin/ruff check mcphive tests benchmarks examples
+	$(VENV)/bin/ruff format --check mcphive tests benchmarks examples
 
 typecheck: install
 	$(VENV)/bin/mypy mcphive

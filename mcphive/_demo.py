@@ -46,9 +46,9 @@ class DemoReport:
 
 def demo_workspace(target: Path) -> Path:
     """Copy the bundled example project to ``target`` and make it a git repository."""
-    from mcphive.sample import sample_project_path
+    from mcphive.sample import copy_sample_project
 
-    shutil.copytree(sample_project_path(), target)
+    copy_sample_project(target)
     if shutil.which("git"):
         git = ["git", "-c", "user.name=mcphive demo", "-c", "user.email=demo@mcphive.invalid"]
         for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "example project"]):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 # Before anything imports torch: 2 shared cores collapse under multi-threaded torch, and no test may download.
@@ -33,8 +32,6 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def sample_workspace(tmp_path: Path) -> Path:
     """A fresh copy of the bundled example project."""
-    from mcphive.sample import sample_project_path
+    from mcphive.sample import copy_sample_project
 
-    target = tmp_path / "sample_project"
-    shutil.copytree(sample_project_path(), target)
-    return target
+    return copy_sample_project(tmp_path / "sample_project")
