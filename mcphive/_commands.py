@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def go() -> TaskResult:
         async with Hive.open(settings) as hive:
+            hive.model()  # a missing key or URL is a one-line usage error before anything is queued
             handle = await hive.submit(args.text, workspace=args.workspace, agent=args.agent, priority=args.priority)
             async with anyio.create_task_group() as tg:
                 if not args.json:

@@ -55,6 +55,8 @@ def test_route_json_explains_the_decision(tmp_path: Path) -> None:
         (["run", "lint", "--workspace", "/no/such/dir"], "is not an existing folder"),
         (["route", ""], "task text is empty"),
         (["history", "ffffffff"], "no task"),
+        (["--model", "openai", "run", "lint", "--workspace", "."], "needs a server URL; set openai_base_url"),
+        (["--model", "anthropic", "run", "lint", "--workspace", "."], "needs an API key; set ANTHROPIC_API_KEY"),
     ],
 )
 def test_bad_input_prints_one_line_and_exits_2_without_a_traceback(

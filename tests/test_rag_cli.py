@@ -1,0 +1,59 @@
+"""RAG from the user's side: `mcphive ingest` / `mcphive search`, and agents' search_docs through MCP."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mcphive import Hive, Settings, TaskStatus
+from mcphive._rag_cli import ingest_path
+from mcphive.inference.testing import ScriptedModel, final, tool_call
+
+MCPHIVE = str(Path(sys.executable).parent / "mcphive")
+
+
+def docs_folder(root: Path) -> Path:
+    root.mkdir()
+    (root / "runbook.md").write_text(
+        "# Runbook\n\n## Upstream timeouts\n\nWhen the quote service times out, fail over to the secondary region "
+        "with `pricefeed failover --region b` and page the data team.\n\n## Disk full\n\nRotate the logs.\n"
+    )
+    (root / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0")
+    return root
+
+
+def test_ingest_then_search_from_the_cli(tmp_path: Path) -> None:
+    docs = docs_folder(tmp_path / "docs")
+    data = tmp_path / "data"
+    ingested = subprocess.run([MCPHIVE, "--data-dir", str(data), "--json", "ingest", str(docs)],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert ingested.returncode == 0, ingested.stderr
+    report = json.loads(ingested.stdout)
+    assert report["files"] == 1 and report["chunks"] >= 1 and len(report["skipped"]) == 1
+    query = "what to do when the upstream is slow"
+    found = subprocess.run([MCPHIVE, "--data-dir", str(data), "--json", "search", query],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    hits = json.loads(found.stdout)
+    assert hits and "fail over to the secondary region" in hits[0]["text"]
+
+
+def test_ingesting_a_missing_path_is_a_clear_error(tmp_path: Path) -> None:
+    done = subprocess.run([MCPHIVE, "--data-dir", str(tmp_path), "ingest", str(tmp_path / "nope")],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 2 and "does not exist" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.anyio
+async def test_agents_search_ingested_docs_through_the_rag_server(tmp_path: Path, sample_workspace: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    ingest_path(settings, docs_folder(tmp_path / "docs"))
+    model = ScriptedModel([tool_call("search_docs", query="upstream timeouts runbook", k=2), final("fail over")])
+    async with Hive.open(settings.model_copy(update={"max_model_steps": 1}), model=model) as hive:
+        result = await hive.run("what is the runbook for upstream timeouts", workspace=sample_workspace, agent="ops")
+    assert result.status is TaskStatus.SUCCEEDED, result.error
+    searched = [c for c in result.tool_calls if c.tool == "search_docs"]
+    assert len(searched) == 1 and searched[0].server == "rag" and searched[0].chosen_by == "model"
+    assert searched[0].structured is not None
+    assert "secondary region" in searched[0].structured["hits"][0]["text"]
