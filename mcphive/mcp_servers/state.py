@@ -75,7 +75,11 @@ class StateStore:
 
 
 def build_state_server(store: StateStore | None = None) -> MCPServer:
-    """An MCP server named ``state`` over ``store`` (a fresh one when None)."""
+    """An MCP server named ``state`` over ``store`` (a fresh one when None).
+
+    The tools are ``async`` although they never await: the store is an in-memory dict behind a
+    lock, and the SDK would otherwise hop to a worker thread for every call.
+    """
     store = store or StateStore()
     server: MCPServer = MCPServer(
         "state", instructions="Shared blackboard: namespaced keys with versions and compare-and-set."
@@ -83,7 +87,7 @@ def build_state_server(store: StateStore | None = None) -> MCPServer:
     read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True)
 
     @server.tool(title="Read a shared key", annotations=read_only, structured_output=True)
-    def state_get(namespace: str, key: str) -> dict[str, Any]:
+    async def state_get(namespace: str, key: str) -> dict[str, Any]:
         """Read a key from the shared blackboard: its value and version (0 when it does not exist)."""
         return store.get(namespace, key)
 
@@ -93,12 +97,12 @@ def build_state_server(store: StateStore | None = None) -> MCPServer:
         structured_output=True,
     )
     @tool_errors
-    def state_put(namespace: str, key: str, value: Any, expected_version: int | None = None) -> dict[str, Any]:
+    async def state_put(namespace: str, key: str, value: Any, expected_version: int | None = None) -> dict[str, Any]:
         """Write a key; pass expected_version to write only if nobody changed it since you read it."""
         return store.put(namespace, key, value, expected_version)
 
     @server.tool(title="List shared keys", annotations=read_only, structured_output=True)
-    def state_list(namespace: str) -> dict[str, Any]:
+    async def state_list(namespace: str) -> dict[str, Any]:
         """List the keys of a namespace."""
         return {"namespace": namespace, "keys": store.keys(namespace)}
 

@@ -99,7 +99,7 @@ class AgentManager:
         started = time.perf_counter()
         route = await self._d.cascade.route(task.text, task.agent)
         timings["route_ms"] = (time.perf_counter() - started) * 1000
-        await self._d.memory.record_route(task.id, route)
+        # The decision is stored with the result (record_result), in the task's one final transaction.
         return route
 
     async def _run(self, task: Task, result: TaskResult, timings: dict[str, float], emit: Any) -> None:
