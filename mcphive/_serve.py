@@ -14,7 +14,7 @@ __all__ = ["serve_stdio"]
 
 
 async def serve_stdio(settings: Settings, server: str, root: str | None) -> None:
-    """Serve ``server`` ("gateway", "state", "workspace" or "rag") on stdin/stdout until the host closes it."""
+    """Serve ``server`` (gateway, state, workspace, memory or rag) over stdio until the host closes it."""
     if server == "gateway":
         from mcphive.hive import Hive
         from mcphive.mcp_servers.gateway import build_gateway
@@ -32,6 +32,16 @@ async def serve_stdio(settings: Settings, server: str, root: str | None) -> None
         if root is None:
             raise UsageError("--server workspace needs --root PATH, the folder the tools may touch")
         await build_workspace_server(Path(root)).run_stdio_async()
+    elif server == "memory":
+        from mcphive.mcp_servers.memory import build_memory_server
+        from mcphive.memory import EpisodicMemory
+        from mcphive.types import Principal
+
+        memory = EpisodicMemory.open(settings.database_url)
+        try:
+            await build_memory_server(memory, Principal(tenant=settings.tenant, user=settings.user)).run_stdio_async()
+        finally:
+            memory.close()
     else:
         from mcphive.mcp_servers.rag import build_rag_server
         from mcphive.rag import DocumentStore

@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("-k", type=int, default=5)
     p = sub.add_parser("serve", help="serve mcphive as an MCP server over stdio (for Claude Desktop)")
-    p.add_argument("--server", choices=["gateway", "state", "workspace", "rag"], default="gateway")
+    p.add_argument("--server", choices=["gateway", "state", "workspace", "memory", "rag"], default="gateway")
     p.add_argument("--root", help="workspace root for --server workspace")
     p = sub.add_parser("install", help="set up an MCP host")
     p.add_argument("host", choices=["claude-desktop"])

@@ -23,6 +23,7 @@ from mcphive.agents.toolbox import Connection, ConnectionBroker
 from mcphive.errors import InvalidTask, UnknownAgent, UsageError
 from mcphive.inference.base import ChatModel
 from mcphive.mcp_servers.jail import Jail
+from mcphive.mcp_servers.memory import build_memory_server
 from mcphive.mcp_servers.state import StateStore, build_state_server
 from mcphive.mcp_servers.workspace import build_workspace_server
 from mcphive.memory import EpisodicMemory
@@ -162,6 +163,7 @@ class Hive:
         connections = [
             await self._broker.connect(f"workspace:{root}", "workspace", lambda: build_workspace_server(root)),
             await self._broker.connect("state", "state", lambda: build_state_server(self._state)),
+            await self._broker.connect("memory", "memory", lambda: build_memory_server(self.memory, self.principal)),
         ]
         # search_docs exists once something was ingested; opening chromadb before that is wasted start-up.
         if self.settings.rag_dir.exists():
@@ -277,6 +279,10 @@ class Hive:
                 pending.done.set()
             return True
         return self.manager.cancel(task_id)
+
+    def events_so_far(self, task_id: str) -> list[Event]:
+        """The task's events up to now, without waiting."""
+        return self._bus.history(task_id)
 
     def events(self, task_id: str) -> AsyncIterator[Event]:
         """The task's events: those so far, then live ones until it finishes."""

@@ -1,20 +1,25 @@
 """The hive itself as an MCP server: what Claude Desktop (or any MCP host) talks to.
 
-Tools: run a task and wait for its result, submit one and poll it by handle (``task_status``,
-``cancel_task``), and list the agents. Results are structured content (the TaskResult's JSON),
-with a short text rendering for hosts that show text only.
+Tools: run a task and wait for its result (progress notifications flow on the request's stream
+while it runs), or the 2026 way — submit one and poll it by handle (``task_status`` with the step
+log so far, ``task_result``, ``cancel_task``) — and list the agents. Resources: the agents, recent
+tasks, and each task's full record. Prompts: ready-made jobs from ``gateway_prompts.toml``.
 """
 
 from __future__ import annotations
 
+import json
+import tomllib
+from functools import cache
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as SDKToolError
 from mcp.types import ToolAnnotations
 
 from mcphive.errors import MCPHiveError
-from mcphive.types import TaskResult
+from mcphive.types import Event, TaskResult
 
 if TYPE_CHECKING:
     from mcphive.hive import Hive
@@ -55,10 +60,18 @@ def build_gateway(hive: Hive) -> MCPServer:
         annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False),
         structured_output=True,
     )
-    async def run_task(text: str, workspace: str, agent: str | None = None, priority: str = "normal") -> dict[str, Any]:
+    async def run_task(
+        text: str, workspace: str, ctx: Context, agent: str | None = None, priority: str = "normal"
+    ) -> dict[str, Any]:
         """Run an engineering task on a project folder and wait for the result (findings, steps, answer)."""
-        result = await guarded(hive.run(text, workspace=workspace, agent=agent, priority=priority))
-        return _brief(result)
+        handle = await guarded(hive.submit(text, workspace=workspace, agent=agent, priority=priority))
+        count = 0
+        async for event in hive.events(handle.id):
+            line = _progress_message(event)
+            if line:
+                count += 1
+                await ctx.report_progress(count, None, line)
+        return _brief(await handle.wait())
 
     @server.tool(title="Submit a task", structured_output=True)
     async def submit_task(
@@ -70,11 +83,18 @@ def build_gateway(hive: Hive) -> MCPServer:
 
     @server.tool(title="Task status", annotations=ToolAnnotations(read_only_hint=True), structured_output=True)
     async def task_status(task_id: str) -> dict[str, Any]:
-        """The status of a task; once it has ended, its result too."""
+        """The status of a task with its step log so far; once it has ended, its result too."""
         status = await guarded(hive.status(task_id))
+        log = [line for event in hive.events_so_far(task_id) if (line := _progress_message(event))]
         if not status.terminal:
-            return {"task_id": task_id, "status": status.value}
-        return {"task_id": task_id, "status": status.value, "result": _brief(await guarded(hive.wait(task_id)))}
+            return {"task_id": task_id, "status": status.value, "log": log}
+        result = _brief(await guarded(hive.wait(task_id)))
+        return {"task_id": task_id, "status": status.value, "log": log, "result": result}
+
+    @server.tool(title="Task result", annotations=ToolAnnotations(read_only_hint=True), structured_output=True)
+    async def task_result(task_id: str) -> dict[str, Any]:
+        """Wait for a task to end and return its result."""
+        return _brief(await guarded(hive.wait(task_id)))
 
     @server.tool(title="Cancel a task", annotations=ToolAnnotations(destructive_hint=True), structured_output=True)
     async def cancel_task(task_id: str) -> dict[str, Any]:
@@ -95,4 +115,62 @@ def build_gateway(hive: Hive) -> MCPServer:
             ]
         }
 
+    _add_resources(server, hive)
+    _add_prompts(server)
     return server
+
+
+def _progress_message(event: Event) -> str | None:
+    d = event.data
+    if event.kind == "routed":
+        return f"routed to {d.get('agent') or 'nobody'} ({d.get('stage')})"
+    if event.kind == "tool_call":
+        return f"{d.get('chosen_by')}: {d.get('tool')}"
+    if event.kind == "finished":
+        return f"finished: {d.get('status')}"
+    return None
+
+
+def _add_resources(server: MCPServer, hive: Hive) -> None:
+    @server.resource("mcphive://agents", name="agents", title="Agents", mime_type="application/json")
+    def agents() -> str:
+        """The specialist agents, their survey and their tools."""
+        specs = hive.specs.values()
+        return json.dumps([{"name": s.name, "description": s.description, "tools": list(s.tools)} for s in specs])
+
+    @server.resource("mcphive://tasks/recent", name="recent-tasks", title="Recent tasks", mime_type="application/json")
+    async def recent() -> str:
+        """The 20 most recent tasks of this hive's principal."""
+        rows = await hive.memory.recent(20, principal=hive.principal)
+        return json.dumps([r.model_dump(mode="json") for r in rows])
+
+    @server.resource(
+        "mcphive://tasks/{task_id}", name="task", title="A task's full record", mime_type="application/json"
+    )
+    async def task(task_id: str) -> str:
+        """Everything recorded about one task: route, steps, tool calls, answer."""
+        result = await hive.memory.get(task_id)
+        if result is None:
+            raise SDKToolError(f"no task with id {task_id!r}; read mcphive://tasks/recent to list tasks")
+        return result.model_dump_json()
+
+
+@cache
+def _prompt_specs() -> dict[str, dict[str, Any]]:
+    text = (resources.files("mcphive.mcp_servers") / "gateway_prompts.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def _add_prompts(server: MCPServer) -> None:
+    for name, spec in _prompt_specs().items():
+        server.add_prompt(_prompt(name, spec))
+
+
+def _prompt(name: str, spec: dict[str, Any]) -> Any:
+    from mcp.server.mcpserver.prompts import Prompt
+
+    def render(workspace: str) -> str:
+        return str(spec["template"]).format(workspace=workspace)
+
+    render.__name__ = name
+    return Prompt.from_function(render, name=name, description=spec["description"])
