@@ -30,6 +30,7 @@ from mcphive.memory import EpisodicMemory
 from mcphive.router.cascade import RoutingCascade
 from mcphive.router.events import EventBus
 from mcphive.router.manager import AgentManager, ManagerDeps
+from mcphive.router.planner import Planner
 from mcphive.router.prioritizer import Prioritizer
 from mcphive.router.semantic import SemanticRouter
 from mcphive.settings import Settings, load_settings
@@ -101,6 +102,7 @@ class Hive:
                 model=self.model,
                 max_model_steps=settings.max_model_steps,
                 task_timeout_s=settings.task_timeout_s,
+                planner=Planner(self.cascade) if settings.planner else None,
             )
         )
 

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     queue_max: int = Field(1000, ge=1)
     workers: int = Field(2, ge=1, description="In-process workers that run submitted tasks.")
 
+    planner: bool = Field(True, description="Split compound requests ('fix X, test it, document it') into subtasks.")
     route_threshold: float = Field(
         0.35, ge=0, le=1, description="Below this semantic confidence a task is out of scope."
     )

@@ -20,6 +20,8 @@ __all__ = [
     "ChosenBy",
     "Event",
     "Finding",
+    "Plan",
+    "PlanStep",
     "Principal",
     "Priority",
     "Route",
@@ -91,7 +93,7 @@ class Principal(_Model):
     user: str = "local"
 
 
-RouteStage = Literal["explicit", "rule", "semantic", "out_of_scope"]
+RouteStage = Literal["explicit", "rule", "semantic", "out_of_scope", "plan"]
 ChosenBy = Literal["survey", "model"]
 
 
@@ -105,8 +107,9 @@ class Candidate(_Model):
 class Route(_Model):
     """The router's decision.
 
-    ``agent`` is ``None`` only when ``stage == "out_of_scope"``: the router refuses to
-    guess rather than sending a task to the wrong specialist.
+    ``agent`` is ``None`` when ``stage == "out_of_scope"`` (the router refuses to guess rather
+    than send a task to the wrong specialist) and when ``stage == "plan"`` (a compound request
+    split into subtasks, each with its own route).
     """
 
     agent: str | None
@@ -114,6 +117,22 @@ class Route(_Model):
     stage: RouteStage
     runners_up: list[Candidate] = Field(default_factory=list)
     reason: str = ""
+
+
+class PlanStep(_Model):
+    """One subtask of a plan: which agent, what goal, which steps it waits for."""
+
+    id: str
+    agent: str
+    goal: str
+    depends_on: list[str] = Field(default_factory=list)
+
+
+class Plan(_Model):
+    """A DAG of subtasks for a compound request, validated before it runs."""
+
+    steps: list[PlanStep]
+    source: Literal["template", "model"] = "template"
 
 
 class Task(_Model):
@@ -205,6 +224,6 @@ class Event(_Model):
     """A progress event: what the CLI's live display and ``Hive.events`` render."""
 
     task_id: str
-    kind: Literal["queued", "routed", "started", "step", "tool_call", "model", "finished"]
+    kind: Literal["queued", "planned", "routed", "started", "step", "tool_call", "model", "finished"]
     data: dict[str, Any] = Field(default_factory=dict)
     at: datetime = Field(default_factory=utcnow)

@@ -23,7 +23,9 @@ from mcphive.inference.base import ChatModel
 from mcphive.memory import EpisodicMemory
 from mcphive.router.cascade import RoutingCascade
 from mcphive.router.events import EventBus
-from mcphive.types import Route, Task, TaskResult, TaskStatus
+from mcphive.router.plan_runner import Emit, RunSubtask, run_plan
+from mcphive.router.planner import Planner
+from mcphive.types import Plan, Route, Task, TaskResult, TaskStatus
 
 __all__ = ["AgentManager", "ManagerDeps"]
 
@@ -42,6 +44,7 @@ class ManagerDeps:
     model: Callable[[], ChatModel]
     max_model_steps: int
     task_timeout_s: float
+    planner: Planner | None = None
 
 
 class AgentManager:
@@ -89,7 +92,7 @@ class AgentManager:
             await emit("finished", {"status": result.status.value, "error": result.error})
         return result
 
-    def _emitter(self, task_id: str) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    def _emitter(self, task_id: str) -> Emit:
         async def emit(kind: str, data: dict[str, Any]) -> None:
             self._d.events.publish(task_id, kind, data)
 
@@ -102,8 +105,34 @@ class AgentManager:
         # The decision is stored with the result (record_result), in the task's one final transaction.
         return route
 
-    async def _run(self, task: Task, result: TaskResult, timings: dict[str, float], emit: Any) -> None:
-        route = await self._route(task, timings)
+    async def _run(self, task: Task, result: TaskResult, timings: dict[str, float], emit: Emit) -> None:
+        try:
+            with anyio.fail_after(self._d.task_timeout_s):
+                plan = await self._plan(task)
+                if plan is not None:
+                    state = next(c for c in await self._d.connections(task) if c.name == "state")
+                    await run_plan(task, plan, result, self._subtask_runner(timings, emit), emit, state)
+                    return
+                route = await self._route(task, timings)
+                await self._run_routed(task, route, result, timings, emit)
+        except TimeoutError as e:
+            raise TaskTimeout(f"task ran past its {self._d.task_timeout_s:.0f} s limit; raise task_timeout_s") from e
+
+    async def _plan(self, task: Task) -> Plan | None:
+        if task.agent is not None or self._d.planner is None:
+            return None
+        return await self._d.planner.from_template(task.text)
+
+    def _subtask_runner(self, timings: dict[str, float], emit: Emit) -> RunSubtask:
+        async def run(child: Task, result: TaskResult) -> None:
+            route = Route(agent=child.agent, confidence=1.0, stage="explicit", reason="assigned by the plan")
+            await self._run_routed(child, route, result, timings, emit)
+
+        return run
+
+    async def _run_routed(
+        self, task: Task, route: Route, result: TaskResult, timings: dict[str, float], emit: Emit
+    ) -> None:
         result.route, result.agent = route, route.agent
         await emit("routed", route.model_dump())
         if route.agent is None:
@@ -125,13 +154,9 @@ class AgentManager:
         )
         started = time.perf_counter()
         try:
-            with anyio.fail_after(self._d.task_timeout_s):
-                run = await run_agent(ctx)
-        except TimeoutError as e:
-            result.steps = ctx.progress
-            raise TaskTimeout(f"task ran past its {self._d.task_timeout_s:.0f} s limit; raise task_timeout_s") from e
+            run = await run_agent(ctx)
         except BaseException:
-            # Whatever stopped the run (a dead model, a cancel), the steps already done stay on record.
+            # Whatever stopped the run (a dead model, a timeout, a cancel), the steps already done stay on record.
             result.steps = ctx.progress
             raise
         timings["agent_ms"] = (time.perf_counter() - started) * 1000

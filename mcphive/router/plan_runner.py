@@ -1,0 +1,111 @@
+"""Running a plan: each subtask gets a typed brief, independent subtasks run in parallel, and
+results flow between them through the shared state server.
+
+A subtask's brief carries its goal, the request it is part of, and the results of the steps it
+depends on — read back from the state server, where every finished step publishes its outcome —
+not the whole conversation. A step whose dependency failed is skipped, and says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from mcphive.agents.toolbox import Connection
+from mcphive.errors import MCPHiveError
+from mcphive.types import Plan, PlanStep, Route, Task, TaskResult, TaskStatus, Usage
+
+__all__ = ["Emit", "RunSubtask", "brief", "run_plan"]
+
+Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+RunSubtask = Callable[[Task, TaskResult], Awaitable[None]]
+
+_BRIEF_RESULT_CHARS = 600
+
+log = logging.getLogger(__name__)
+
+
+def brief(step: PlanStep, parent_text: str, inputs: dict[str, dict[str, Any]]) -> str:
+    """The subtask's text: its goal, the request it serves, and its inputs' outcomes."""
+    lines = [step.goal, "", f'This is one step of the request: "{parent_text}".']
+    if inputs:
+        lines.append("Results of the steps it builds on:")
+        for sid, outcome in inputs.items():
+            answer = str(outcome.get("answer", ""))[:_BRIEF_RESULT_CHARS]
+            lines.append(f"- {sid} ({outcome.get('agent')}, {outcome.get('status')}, "
+                         f"{outcome.get('findings', 0)} findings): {answer}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _outcome(result: TaskResult) -> dict[str, Any]:
+    findings = sum(len((c.structured or {}).get("findings") or []) for c in result.tool_calls)
+    return {"agent": result.agent, "status": result.status.value, "answer": result.answer, "findings": findings}
+
+
+class _PlanRun:
+    def __init__(self, task: Task, plan: Plan, state: Connection, run_subtask: RunSubtask) -> None:
+        self.task, self.plan, self.state, self.run_subtask = task, plan, state, run_subtask
+        self.namespace = f"plan:{task.id}"
+        self.done = {step.id: anyio.Event() for step in plan.steps}
+        self.results: dict[str, TaskResult] = {}
+
+    async def _read(self, key: str) -> dict[str, Any]:
+        got = await self.state.client.call_tool("state_get", {"namespace": self.namespace, "key": key})
+        value = (got.structured_content or {}).get("value")
+        return value if isinstance(value, dict) else {}
+
+    async def _publish(self, key: str, value: dict[str, Any]) -> None:
+        await self.state.client.call_tool("state_put", {"namespace": self.namespace, "key": key, "value": value})
+
+    async def run_step(self, step: PlanStep) -> None:
+        try:
+            for dep in step.depends_on:
+                await self.done[dep].wait()
+            inputs = {dep: await self._read(dep) for dep in step.depends_on}
+            child = Task(text=brief(step, self.task.text, inputs), workspace=self.task.workspace,
+                         priority=self.task.priority, agent=step.agent, principal=self.task.principal)  # fmt: skip
+            result = TaskResult(task_id=child.id, text=child.text, status=TaskStatus.RUNNING, principal=child.principal)
+            failed = [d for d, o in inputs.items() if o.get("status") != TaskStatus.SUCCEEDED.value]
+            if failed:
+                result.status, result.error = (
+                    TaskStatus.CANCELLED,
+                    f"skipped: step(s) {', '.join(failed)} did not succeed",
+                )
+                result.agent = step.agent
+            else:
+                await self._run_child(child, result)
+            self.results[step.id] = result
+            await self._publish(step.id, _outcome(result))
+        finally:
+            self.done[step.id].set()
+
+    async def _run_child(self, child: Task, result: TaskResult) -> None:
+        try:
+            await self.run_subtask(child, result)
+        except MCPHiveError as e:  # one failed subtask fails its step, not the whole plan at once
+            result.status, result.error = TaskStatus.FAILED, str(e)
+        except Exception as e:  # a bug in one subtask must not take its siblings down either
+            log.exception("subtask %s of task %s crashed", child.id, self.task.id)
+            result.status, result.error = TaskStatus.FAILED, f"{type(e).__name__}: {e}"
+
+
+async def run_plan(task: Task, plan: Plan, result: TaskResult, run_subtask: RunSubtask, emit: Emit,
+                   state: Connection) -> None:  # fmt: skip
+    """Run every step of ``plan`` (in parallel where the DAG allows) and fill ``result`` with the outcome."""
+    reason = "; ".join(f"{s.id} {s.agent}: {s.goal}" for s in plan.steps)
+    result.route = Route(agent=None, confidence=1.0, stage="plan", reason=f"{len(plan.steps)} subtasks — {reason}")
+    await emit("planned", plan.model_dump())
+    run = _PlanRun(task, plan, state, run_subtask)
+    async with anyio.create_task_group() as tg:
+        for step in plan.steps:
+            tg.start_soon(run.run_step, step)
+    result.subtasks = [run.results[step.id] for step in plan.steps]
+    result.usage = sum((sub.usage for sub in result.subtasks), Usage())
+    result.answer = "\n\n".join(f"[{s.id} · {r.agent}] {r.answer or r.error or ''}".strip()
+                                for s, r in zip(plan.steps, result.subtasks, strict=True))  # fmt: skip
+    failed = [s.id for s, r in zip(plan.steps, result.subtasks, strict=True) if r.status is not TaskStatus.SUCCEEDED]
+    result.status = TaskStatus.FAILED if failed else TaskStatus.SUCCEEDED
+    result.error = f"plan steps {', '.join(failed)} did not succeed" if failed else None
