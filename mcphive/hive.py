@@ -103,6 +103,7 @@ class Hive:
                 max_model_steps=settings.max_model_steps,
                 task_timeout_s=settings.task_timeout_s,
                 planner=Planner(self.cascade) if settings.planner else None,
+                max_task_tokens=settings.max_task_tokens,
             )
         )
 

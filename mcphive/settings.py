@@ -61,6 +61,7 @@ class Settings(BaseSettings):
 
     max_task_chars: int = Field(8000, ge=1)
     max_model_steps: int = Field(3, ge=0, description="Model-chosen tool calls after the survey.")
+    max_task_tokens: int | None = Field(None, ge=1, description="Hard token budget per task (subtasks included).")
     task_timeout_s: float = Field(600.0, gt=0)
     queue_max: int = Field(1000, ge=1)
     workers: int = Field(2, ge=1, description="In-process workers that run submitted tasks.")

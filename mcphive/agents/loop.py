@@ -23,6 +23,7 @@ from typing import Any, Literal, TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from mcphive.agents.budget import Budget
 from mcphive.agents.digest import as_data, digest
 from mcphive.agents.schema import FINISH, narrowed_tools
 from mcphive.agents.spec import AgentSpec
@@ -46,6 +47,7 @@ class LoopContext:
     max_model_steps: int
     constrain: bool
     emit: Emit
+    budget: Budget = field(default_factory=lambda: Budget(None))
     progress: list[Step] = field(default_factory=list)
     """Every step as it completes, so a run that fails midway still reports what it did."""
 
@@ -154,6 +156,7 @@ async def choose(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, An
     )
     response = await ctx.model.chat(request)
     await ctx.emit("model", {"purpose": "choose", "usage": response.usage.model_dump()})
+    await ctx.budget.charge(response.usage, ctx.emit)
     usage = state["usage"] + response.usage
     calls = response.message.tool_calls
     if not calls or calls[0].name == FINISH or _already_made(state["steps"], calls[0]):
@@ -178,6 +181,7 @@ async def summarize(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str,
     messages.append(ChatMessage(role="user", content="Summarize these findings for the engineer in a few lines."))
     response = await ctx.model.chat(ChatRequest(messages=messages, tool_choice="none", max_tokens=200))
     await ctx.emit("model", {"purpose": "summarize", "usage": response.usage.model_dump()})
+    await ctx.budget.charge(response.usage, ctx.emit)
     answer = _without_repeats(response.message.content)
     steps = [
         *state["steps"],

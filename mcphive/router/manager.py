@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from mcphive.agents.budget import Budget
 from mcphive.agents.loop import LoopContext, run_agent
 from mcphive.agents.spec import AgentSpec
 from mcphive.agents.toolbox import Connection, ToolBox
@@ -45,6 +46,7 @@ class ManagerDeps:
     max_model_steps: int
     task_timeout_s: float
     planner: Planner | None = None
+    max_task_tokens: int | None = None
 
 
 class AgentManager:
@@ -106,15 +108,16 @@ class AgentManager:
         return route
 
     async def _run(self, task: Task, result: TaskResult, timings: dict[str, float], emit: Emit) -> None:
+        budget = Budget(self._d.max_task_tokens)  # one allowance for the task and all its subtasks
         try:
             with anyio.fail_after(self._d.task_timeout_s):
                 plan = await self._plan(task)
                 if plan is not None:
                     state = next(c for c in await self._d.connections(task) if c.name == "state")
-                    await run_plan(task, plan, result, self._subtask_runner(timings, emit), emit, state)
+                    await run_plan(task, plan, result, self._subtask_runner(timings, emit, budget), emit, state)
                     return
                 route = await self._route(task, timings)
-                await self._run_routed(task, route, result, timings, emit)
+                await self._run_routed(task, route, result, timings, emit, budget)
         except TimeoutError as e:
             raise TaskTimeout(f"task ran past its {self._d.task_timeout_s:.0f} s limit; raise task_timeout_s") from e
 
@@ -123,15 +126,15 @@ class AgentManager:
             return None
         return await self._d.planner.from_template(task.text)
 
-    def _subtask_runner(self, timings: dict[str, float], emit: Emit) -> RunSubtask:
+    def _subtask_runner(self, timings: dict[str, float], emit: Emit, budget: Budget) -> RunSubtask:
         async def run(child: Task, result: TaskResult) -> None:
             route = Route(agent=child.agent, confidence=1.0, stage="explicit", reason="assigned by the plan")
-            await self._run_routed(child, route, result, timings, emit)
+            await self._run_routed(child, route, result, timings, emit, budget)
 
         return run
 
     async def _run_routed(
-        self, task: Task, route: Route, result: TaskResult, timings: dict[str, float], emit: Emit
+        self, task: Task, route: Route, result: TaskResult, timings: dict[str, float], emit: Emit, budget: Budget
     ) -> None:
         result.route, result.agent = route, route.agent
         await emit("routed", route.model_dump())
@@ -151,6 +154,7 @@ class AgentManager:
             max_model_steps=self._d.max_model_steps,
             constrain=model.name.startswith("local"),
             emit=emit,
+            budget=budget,
         )
         started = time.perf_counter()
         try:
