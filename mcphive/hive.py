@@ -18,7 +18,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from mcphive._backends import build_model
-from mcphive.agents.spec import AgentSpec, load_specs
+from mcphive.agents.spec import AgentSpec, specs_for
 from mcphive.agents.toolbox import Connection, ConnectionBroker
 from mcphive.errors import InvalidTask, UnknownAgent, UsageError
 from mcphive.inference.base import ChatModel
@@ -68,6 +68,24 @@ class TaskHandle:
         return await self._hive.cancel(self.id)
 
 
+def known_tools() -> set[str]:
+    """Every tool name an agent spec may list: the workspace toolsets and the state, memory and RAG servers."""
+    from mcphive.mcp_servers.toolsets import all_tools
+    from mcphive.mcp_servers.workspace import file_tools
+
+    served = {
+        "state_get",
+        "state_put",
+        "state_list",
+        "recall_tasks",
+        "kb_assert",
+        "kb_query",
+        "search_docs",
+        "list_sources",
+    }
+    return {tool.name for tool in [*file_tools(), *all_tools()]} | served
+
+
 class Hive:
     """The running hive: route, submit and run tasks; follow their events."""
 
@@ -75,7 +93,7 @@ class Hive:
         from mcphive.embeddings import get_embedder
 
         self.settings = settings
-        self.specs: dict[str, AgentSpec] = load_specs()
+        self.specs: dict[str, AgentSpec] = specs_for(settings.agents, known_tools())
         self.memory = EpisodicMemory.open(settings.database_url)
         self._bus = EventBus()
         self._model = model

@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from mcphive.errors import ConfigError
 
-__all__ = ["ModelBackend", "RouteRule", "Settings", "default_data_dir", "load_settings"]
+__all__ = ["AgentConfig", "ModelBackend", "RouteRule", "Settings", "default_data_dir", "load_settings"]
 
 ModelBackend = Literal["auto", "local", "openai", "anthropic"]
 
@@ -33,6 +33,18 @@ class RouteRule(BaseModel):
 
     pattern: str
     agent: str
+
+
+class AgentConfig(BaseModel):
+    """A specialist defined in settings instead of code: a seventh agent, or a replacement for a built-in one."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    description: str
+    instructions: str
+    examples: list[str] = Field(min_length=1)
+    tools: list[str] = Field(min_length=1)
+    survey: list[dict[str, Any]] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):
@@ -71,6 +83,7 @@ class Settings(BaseSettings):
         0.35, ge=0, le=1, description="Below this semantic confidence a task is out of scope."
     )
     rules: list[RouteRule] = Field(default_factory=list)
+    agents: list[AgentConfig] = Field(default_factory=list, description="Extra specialists: [[agents]] tables.")
 
     @field_validator("data_dir", "local_model_path", mode="after")
     @classmethod

@@ -17,8 +17,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mcphive.errors import ConfigError, UnknownAgent
+from mcphive.settings import AgentConfig
 
-__all__ = ["AgentSpec", "SurveyCall", "get_spec", "load_specs"]
+__all__ = ["AgentSpec", "SurveyCall", "get_spec", "load_specs", "spec_from_config", "specs_for"]
 
 
 class SurveyCall(BaseModel):
@@ -84,3 +85,36 @@ def get_spec(name: str) -> AgentSpec:
         return specs[name]
     except KeyError:
         raise UnknownAgent(name, specs) from None
+
+
+def spec_from_config(config: AgentConfig, known_tools: set[str]) -> AgentSpec:
+    """An AgentSpec from a settings ``[[agents]]`` table.
+
+    Raises:
+        ConfigError: a tool the agent lists (or surveys) does not exist, or a rule is not a valid regex.
+    """
+    unknown = sorted({*config.tools, *(str(c.get("tool")) for c in config.survey)} - known_tools)
+    if unknown:
+        choices = ", ".join(sorted(known_tools))
+        raise ConfigError(f"agent {config.name!r} names unknown tool(s) {', '.join(unknown)}; choose from: {choices}")
+    try:
+        return AgentSpec(
+            name=config.name,
+            title=f"{config.name.capitalize()} agent",
+            description=config.description,
+            prompt=config.instructions,
+            examples=tuple(config.examples),
+            rules=tuple(config.rules),
+            survey=tuple(SurveyCall(**c) for c in config.survey),
+            tools=tuple(config.tools),
+        )
+    except ValueError as e:
+        raise ConfigError(f"agent {config.name!r} in settings is invalid: {e}") from e
+
+
+def specs_for(configs: list[AgentConfig], known_tools: set[str]) -> dict[str, AgentSpec]:
+    """The built-in specs plus (or overridden by) the ones settings define."""
+    specs = dict(load_specs())
+    for config in configs:
+        specs[config.name] = spec_from_config(config, known_tools)
+    return specs
