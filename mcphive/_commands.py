@@ -13,7 +13,7 @@ import anyio
 from rich.console import Console
 
 from mcphive.settings import Settings, load_settings
-from mcphive.types import TaskResult, TaskStatus
+from mcphive.types import Route, TaskResult, TaskStatus
 
 __all__ = ["agents", "demo", "doctor", "history", "ingest", "install", "route", "run", "search", "serve"]
 
@@ -77,21 +77,34 @@ def run(args: argparse.Namespace) -> int:
 
 
 def route(args: argparse.Namespace) -> int:
-    """``mcphive route TEXT``: the routing decision alone."""
+    """``mcphive route TEXT [--explain]`` or ``mcphive route --correct TASK_ID AGENT``."""
     from mcphive._report import render_route
+    from mcphive.errors import UsageError
     from mcphive.hive import Hive
 
+    if (args.text is None) == (args.correct is None):
+        raise UsageError("give either the task text to route or --correct TASK_ID AGENT")
     settings = _settings(args)
 
     async def go() -> Any:
         async with Hive.open(settings, workers=1) as hive:
-            return await hive.route(args.text)
+            if args.correct:
+                await hive.correct(*args.correct)
+                return None
+            return await hive.explain(args.text) if args.explain else await hive.route(args.text)
 
-    decision = anyio.run(go)
-    if args.json:
-        _print_json(decision.model_dump(mode="json"))
+    answer = anyio.run(go)
+    if args.correct:
+        err.print(f"learned: tasks like {args.correct[0]} go to {args.correct[1]}", highlight=False)
+    elif args.json:
+        _print_json(answer if isinstance(answer, dict) else answer.model_dump(mode="json"))
+    elif isinstance(answer, dict):
+        out.print(render_route(Route(**answer["route"])), highlight=False)
+        for c in answer["scores"]:
+            out.print(f"  {c['agent']:<10}{c['score']:.3f}", highlight=False)
+        out.print(f"  out of scope below {answer['threshold']:.2f}", highlight=False)
     else:
-        out.print(render_route(decision), highlight=False)
+        out.print(render_route(answer), highlight=False)
     return 0
 
 

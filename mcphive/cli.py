@@ -34,8 +34,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a task and print the report")
     _add_task_args(p)
-    p = sub.add_parser("route", help="show which agent would take a task")
-    p.add_argument("text")
+    p = sub.add_parser("route", help="show which agent would take a task, or correct a past decision")
+    p.add_argument("text", nargs="?", help="the task text to route")
+    p.add_argument("--explain", action="store_true", help="show every agent's score and the threshold")
+    p.add_argument("--correct", nargs=2, metavar=("TASK_ID", "AGENT"), help="teach the router where a task belonged")
     sub.add_parser("agents", help="list the specialist agents")
     p = sub.add_parser("history", help="list recent tasks, or show one in full")
     p.add_argument("task_id", nargs="?", help="a task id (a unique prefix is enough)")

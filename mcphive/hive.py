@@ -28,6 +28,7 @@ from mcphive.mcp_servers.state import StateStore, build_state_server
 from mcphive.mcp_servers.workspace import build_workspace_server
 from mcphive.memory import EpisodicMemory
 from mcphive.router.cascade import RoutingCascade
+from mcphive.router.corrections import CorrectionLog
 from mcphive.router.events import EventBus
 from mcphive.router.manager import AgentManager, ManagerDeps
 from mcphive.router.planner import Planner
@@ -101,7 +102,13 @@ class Hive:
         self._broker = ConnectionBroker(task_group)
         self._state = StateStore()
         self._pending: dict[str, _Pending] = {}
-        semantic = SemanticRouter({name: spec.examples for name, spec in self.specs.items()}, get_embedder())
+        self.corrections = CorrectionLog(settings.data_dir / "routing" / "corrections.jsonl")
+        examples = {name: list(spec.examples) for name, spec in self.specs.items()}
+        for correction in self.corrections.load():
+            if correction.agent in examples:
+                examples[correction.agent].append(correction.text)
+        semantic = SemanticRouter(examples, get_embedder())
+        self._semantic = semantic
         self.cascade = RoutingCascade(
             list(self.specs),
             {name: spec.rules for name, spec in self.specs.items()},
@@ -216,6 +223,26 @@ class Hive:
     async def route(self, text: str) -> Route:
         """Which agent would take ``text``; out-of-scope text gets ``agent=None``, never an exception."""
         return await self.cascade.route(self._validate(text, None))
+
+    async def explain(self, text: str) -> dict[str, Any]:
+        """The route of ``text`` with every agent's semantic score and the threshold, for ``route --explain``."""
+        route = await self.route(text)
+        scores = await self._semantic.scores(text.strip())
+        return {"route": route.model_dump(mode="json"), "scores": [c.model_dump() for c in scores],
+                "threshold": self.cascade.threshold}  # fmt: skip
+
+    async def correct(self, task_id: str, agent: str) -> None:
+        """Say that task ``task_id`` should have gone to ``agent``; the router learns it, now and after restarts.
+
+        Raises:
+            UnknownAgent: no such agent.
+            UsageError: no such task.
+        """
+        if agent not in self.specs:
+            raise UnknownAgent(agent, self.specs)
+        task = await self._recorded(await self.memory.resolve_id(task_id))
+        self.corrections.append(task.task_id, task.text, agent)
+        await self._semantic.add_example(agent, task.text)
 
     async def submit(
         self,

@@ -111,3 +111,14 @@ def test_doctor_reports_each_part(tmp_path: Path) -> None:
     assert checks["model: local"]["ok"], checks["model: local"]
     assert not checks["model: anthropic"]["ok"] and "ANTHROPIC_API_KEY" in checks["model: anthropic"]["detail"]
     assert done.returncode == 0
+
+
+def test_route_explain_shows_every_agents_score(tmp_path: Path) -> None:
+    done = mcphive("--json", "route", "--explain", "the docker image runs as root", data_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    explained = json.loads(done.stdout)
+    assert explained["route"]["agent"] == "infra"
+    assert sorted(c["agent"] for c in explained["scores"]) == sorted(
+        ["code", "docs", "test", "infra", "ops", "security"]
+    )
+    assert explained["threshold"] == 0.35
