@@ -79,7 +79,16 @@ class RunError(MCPHiveError):
 
 
 class ModelUnavailable(RunError):
-    """No model backend can answer."""
+    """No model backend can answer.
+
+    ``transient`` marks failures worth retrying (connection refused, 429, 5xx); ``retry_after``
+    carries the server's Retry-After in seconds when it sent one.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.retry_after = retry_after
 
 
 class TaskFailed(RunError):

@@ -20,6 +20,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal, TypedDict
 
+import anyio
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
@@ -28,12 +29,14 @@ from mcphive.agents.digest import as_data, digest
 from mcphive.agents.schema import FINISH, narrowed_tools
 from mcphive.agents.spec import AgentSpec
 from mcphive.agents.toolbox import ToolBox
-from mcphive.inference.base import ChatMessage, ChatModel, ChatRequest, ModelToolCall
+from mcphive.errors import ModelUnavailable
+from mcphive.inference.base import ChatMessage, ChatModel, ChatRequest, ChatResponse, ModelToolCall
 from mcphive.types import ChosenBy, Step, ToolCall, Usage
 
 __all__ = ["AgentRun", "LoopContext", "run_agent"]
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+_MAX_BACKOFF_S = 30.0
 
 
 @dataclass
@@ -48,6 +51,8 @@ class LoopContext:
     constrain: bool
     emit: Emit
     budget: Budget = field(default_factory=lambda: Budget(None))
+    model_retries: int = 2
+    """Extra attempts for a transient model failure (server down, 429, 5xx), with backoff."""
     progress: list[Step] = field(default_factory=list)
     """Every step as it completes, so a run that fails midway still reports what it did."""
 
@@ -122,6 +127,20 @@ async def survey(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, An
     return {"steps": steps}
 
 
+async def _chat(ctx: LoopContext, request: ChatRequest) -> ChatResponse:
+    """One model call, retried with exponential backoff (or the server's Retry-After) when the failure is transient."""
+    for attempt in range(ctx.model_retries + 1):
+        try:
+            return await ctx.model.chat(request)
+        except ModelUnavailable as e:
+            if not e.transient or attempt == ctx.model_retries:
+                raise
+            delay = min(e.retry_after if e.retry_after is not None else 0.5 * 2**attempt, _MAX_BACKOFF_S)
+            await ctx.emit("model", {"purpose": "retry", "attempt": attempt + 1, "delay_s": delay, "error": str(e)})
+            await anyio.sleep(delay)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
 def _finding_files(steps: list[Step]) -> list[str]:
     """The files the findings so far point to, in order of first mention."""
     files = []
@@ -154,7 +173,7 @@ async def choose(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, An
     request = ChatRequest(
         messages=_context_messages(ctx, state["steps"]), tools=tools, tool_choice="required", max_tokens=160
     )
-    response = await ctx.model.chat(request)
+    response = await _chat(ctx, request)
     await ctx.emit("model", {"purpose": "choose", "usage": response.usage.model_dump()})
     await ctx.budget.charge(response.usage, ctx.emit)
     usage = state["usage"] + response.usage
@@ -179,7 +198,7 @@ async def summarize(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str,
     started = time.perf_counter()
     messages = _context_messages(ctx, state["steps"])
     messages.append(ChatMessage(role="user", content="Summarize these findings for the engineer in a few lines."))
-    response = await ctx.model.chat(ChatRequest(messages=messages, tool_choice="none", max_tokens=200))
+    response = await _chat(ctx, ChatRequest(messages=messages, tool_choice="none", max_tokens=200))
     await ctx.emit("model", {"purpose": "summarize", "usage": response.usage.model_dump()})
     await ctx.budget.charge(response.usage, ctx.emit)
     answer = _without_repeats(response.message.content)

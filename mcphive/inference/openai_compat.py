@@ -59,7 +59,7 @@ class OpenAICompatModel:
             response = await self._client.post(f"{self.base_url}/chat/completions", json=self._body(request))
         except httpx2.TransportError as e:
             raise self._unreachable(e) from e
-        self._check_status(response.status_code, response.text)
+        self._check_status(response.status_code, response.text, response.headers.get("retry-after"))
         try:
             data = response.json()
             return self._response(data)
@@ -76,7 +76,7 @@ class OpenAICompatModel:
             async with self._client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    self._check_status(response.status_code, response.text)
+                    self._check_status(response.status_code, response.text, response.headers.get("retry-after"))
                 async for line in response.aiter_lines():
                     text = _sse_text(line)
                     if text is None:
@@ -141,17 +141,20 @@ class OpenAICompatModel:
     def _unreachable(self, error: httpx2.TransportError) -> ModelUnavailable:
         reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         return ModelUnavailable(
-            f"model server at {self.base_url} is not answering ({reason}); start it or fix openai_base_url"
+            f"model server at {self.base_url} is not answering ({reason}); start it or fix openai_base_url",
+            transient=True,
         )
 
-    def _check_status(self, status: int, text: str) -> None:
+    def _check_status(self, status: int, text: str, retry_after: str | None = None) -> None:
         if status < 400:
             return
         where = f"model server at {self.base_url}"
         detail = f"HTTP {status}: {text[:300]}"
-        if status >= 500:
+        if status >= 500 or status == 429:
             raise ModelUnavailable(
-                f"{where} is not answering properly ({detail}); check its log, restart it or fix openai_base_url"
+                f"{where} is not answering properly ({detail}); check its log, restart it or fix openai_base_url",
+                transient=True,
+                retry_after=_seconds(retry_after),
             )
         if status in (401, 403):
             hint = "set openai_api_key to a key the server accepts"
@@ -160,6 +163,14 @@ class OpenAICompatModel:
         else:
             hint = "the server rejected the request; check openai_model and the server's limits"
         raise ModelUnavailable(f"{where} refused the request ({detail}); {hint}")
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """Retry-After as seconds (the delta-seconds form; an HTTP date is ignored)."""
+    try:
+        return max(0.0, float(retry_after)) if retry_after is not None else None
+    except ValueError:
+        return None
 
 
 def _message(message: ChatMessage) -> dict[str, Any]:
