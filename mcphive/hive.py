@@ -148,6 +148,10 @@ class Hive:
             settings = load_settings(**overrides)
         elif overrides:
             settings = settings.model_copy(update=overrides)
+        if settings.otlp_endpoint:
+            from mcphive.tracing import configure_otlp
+
+            configure_otlp(settings.otlp_endpoint)
         try:
             async with anyio.create_task_group() as tg:
                 hive = cls(settings, tg, model)

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     workers: int = Field(2, ge=1, description="In-process workers that run submitted tasks.")
 
     planner: bool = Field(True, description="Split compound requests ('fix X, test it, document it') into subtasks.")
+    otlp_endpoint: str | None = Field(
+        None, description="Export OpenTelemetry traces over OTLP/gRPC, e.g. localhost:4317."
+    )
     route_threshold: float = Field(
         0.35, ge=0, le=1, description="Below this semantic confidence a task is out of scope."
     )

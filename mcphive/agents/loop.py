@@ -31,6 +31,7 @@ from mcphive.agents.spec import AgentSpec
 from mcphive.agents.toolbox import ToolBox
 from mcphive.errors import ModelUnavailable
 from mcphive.inference.base import ChatMessage, ChatModel, ChatRequest, ChatResponse, ModelToolCall
+from mcphive.tracing import tracer
 from mcphive.types import ChosenBy, Step, ToolCall, Usage
 
 __all__ = ["AgentRun", "LoopContext", "run_agent"]
@@ -106,7 +107,10 @@ async def _call_tool(
 async def _tool_step(ctx: LoopContext, steps: list[Step], name: str, arguments: dict[str, Any], by: ChosenBy) -> None:
     """Make one tool call as a step of its own, appended to ``steps`` and to the run's progress."""
     started = time.perf_counter()
-    call = await _call_tool(ctx, len(steps), name, arguments, by)
+    with tracer().start_as_current_span("mcphive.tool") as span:
+        call = await _call_tool(ctx, len(steps), name, arguments, by)
+        span.set_attributes({"mcphive.tool": name, "mcphive.server": call.server, "mcphive.chosen_by": by,
+                             "mcphive.is_error": call.is_error})  # fmt: skip
     step = Step(
         index=len(steps),
         kind=by,
@@ -131,7 +135,12 @@ async def _chat(ctx: LoopContext, request: ChatRequest) -> ChatResponse:
     """One model call, retried with exponential backoff (or the server's Retry-After) when the failure is transient."""
     for attempt in range(ctx.model_retries + 1):
         try:
-            return await ctx.model.chat(request)
+            with tracer().start_as_current_span("mcphive.model") as span:
+                response = await ctx.model.chat(request)
+                span.set_attributes({"gen_ai.request.model": ctx.model.name, "mcphive.tool_choice": request.tool_choice,
+                                     "gen_ai.usage.input_tokens": response.usage.input_tokens,
+                                     "gen_ai.usage.output_tokens": response.usage.output_tokens})  # fmt: skip
+                return response
         except ModelUnavailable as e:
             if not e.transient or attempt == ctx.model_retries:
                 raise

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from opentelemetry import trace
 
 from mcphive.agents.budget import Budget
 from mcphive.agents.loop import LoopContext, run_agent
@@ -26,6 +27,7 @@ from mcphive.router.cascade import RoutingCascade
 from mcphive.router.events import EventBus
 from mcphive.router.plan_runner import Emit, RunSubtask, run_plan
 from mcphive.router.planner import Planner
+from mcphive.tracing import tracer
 from mcphive.types import Plan, Route, Task, TaskResult, TaskStatus
 
 __all__ = ["AgentManager", "ManagerDeps"]
@@ -70,12 +72,15 @@ class AgentManager:
         result = TaskResult(task_id=task.id, text=task.text, status=TaskStatus.RUNNING, principal=task.principal)
         emit = self._emitter(task.id)
         started = time.perf_counter()
-        with anyio.CancelScope() as scope:
+        span = tracer().start_span("mcphive.task", attributes=_task_attributes(task))
+        _queue_wait_span(task, span)
+        with anyio.CancelScope() as scope, trace.use_span(span, end_on_exit=True):
             self._scopes[task.id] = scope
             try:
                 await self._d.memory.set_status(task.id, TaskStatus.RUNNING)
                 await emit("started", {})
                 await self._run(task, result, timings, emit)
+                span.set_attribute("mcphive.status", result.status.value)
             except MCPHiveError as e:
                 result.status, result.error = TaskStatus.FAILED, str(e)
             except Exception as e:  # a bug or library failure must still end the task as failed, on record
@@ -102,7 +107,10 @@ class AgentManager:
 
     async def _route(self, task: Task, timings: dict[str, float]) -> Route:
         started = time.perf_counter()
-        route = await self._d.cascade.route(task.text, task.agent)
+        with tracer().start_as_current_span("mcphive.route") as span:
+            route = await self._d.cascade.route(task.text, task.agent)
+            span.set_attributes({"mcphive.agent": route.agent or "", "mcphive.stage": route.stage,
+                                 "mcphive.confidence": route.confidence})  # fmt: skip
         timings["route_ms"] = (time.perf_counter() - started) * 1000
         # The decision is stored with the result (record_result), in the task's one final transaction.
         return route
@@ -124,7 +132,10 @@ class AgentManager:
     async def _plan(self, task: Task) -> Plan | None:
         if task.agent is not None or self._d.planner is None:
             return None
-        return await self._d.planner.from_template(task.text)
+        with tracer().start_as_current_span("mcphive.plan") as span:
+            plan = await self._d.planner.from_template(task.text)
+            span.set_attribute("mcphive.subtasks", len(plan.steps) if plan else 0)
+            return plan
 
     def _subtask_runner(self, timings: dict[str, float], emit: Emit, budget: Budget) -> RunSubtask:
         async def run(child: Task, result: TaskResult) -> None:
@@ -166,3 +177,19 @@ class AgentManager:
         timings["agent_ms"] = (time.perf_counter() - started) * 1000
         result.steps, result.answer, result.usage, result.model = run["steps"], run["answer"], run["usage"], model.name
         result.status = TaskStatus.SUCCEEDED
+
+
+def _task_attributes(task: Task) -> dict[str, Any]:
+    return {
+        "mcphive.task_id": task.id,
+        "mcphive.priority": task.priority.value,
+        "mcphive.tenant": task.principal.tenant,
+        "mcphive.requested_agent": task.agent or "",
+    }
+
+
+def _queue_wait_span(task: Task, parent: trace.Span) -> None:
+    """A span from the task's submission to its claim, recorded once the wait is over."""
+    started_ns = int(task.created_at.timestamp() * 1e9)
+    wait = tracer().start_span("mcphive.queue_wait", context=trace.set_span_in_context(parent), start_time=started_ns)
+    wait.end()
