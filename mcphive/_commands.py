@@ -208,9 +208,13 @@ def search(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """``mcphive serve``: the gateway (or one substrate server) over stdio."""
-    from mcphive._serve import serve_stdio
+    from mcphive._serve import serve_http_servers, serve_stdio
 
-    anyio.run(serve_stdio, _settings(args), args.server, args.root)
+    settings = _settings(args)
+    if args.http:
+        anyio.run(serve_http_servers, settings, args.http, args.root, lambda line: err.print(line, highlight=False))
+    else:
+        anyio.run(serve_stdio, settings, args.server, args.root)
     return 0
 
 

@@ -5,12 +5,13 @@ Stdout belongs to the MCP protocol here: logs go to stderr, and nothing else may
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from mcphive.errors import UsageError
 from mcphive.settings import Settings
 
-__all__ = ["serve_stdio"]
+__all__ = ["serve_http_servers", "serve_stdio"]
 
 
 async def serve_stdio(settings: Settings, server: str, root: str | None) -> None:
@@ -47,3 +48,42 @@ async def serve_stdio(settings: Settings, server: str, root: str | None) -> None
         from mcphive.rag import DocumentStore
 
         await build_rag_server(DocumentStore(settings.rag_dir)).run_stdio_async()
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"--http takes HOST:PORT (e.g. 127.0.0.1:8765), not {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+async def serve_http_servers(settings: Settings, where: str, root: str | None, say: Callable[[str], None]) -> None:
+    """Serve the gateway, state, memory and RAG servers (and a workspace with ``root``) over streamable HTTP.
+
+    Every request passes the policy: bearer tokens and scopes, Origin, size and rate limits.
+    """
+    from mcphive.hive import Hive
+    from mcphive.mcp_servers.gateway import build_gateway
+    from mcphive.mcp_servers.http import serve_http
+    from mcphive.mcp_servers.memory import build_memory_server
+    from mcphive.mcp_servers.state import build_state_server
+
+    host, port = _host_port(where)
+    async with Hive.open(settings) as hive:
+        servers = {
+            "gateway": build_gateway(hive),
+            "state": build_state_server(hive.state_store),
+            "memory": build_memory_server(hive.memory, hive.principal),
+        }
+        if settings.rag_dir.exists():
+            servers["rag"] = hive.rag_server()
+        if root is not None:
+            from mcphive.mcp_servers.workspace import build_workspace_server
+
+            servers["workspace"] = build_workspace_server(Path(root))
+        names = ", ".join(f"/mcp/{name}" for name in servers)
+
+        def ready(actual: int) -> None:
+            say(f"serving MCP on http://{host}:{actual} ({names}; the gateway also at /mcp)")
+
+        await serve_http(servers, settings.policy.with_env_tokens(), host=host, port=port, ready=ready)

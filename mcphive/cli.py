@@ -49,7 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=5)
     p = sub.add_parser("serve", help="serve mcphive as an MCP server over stdio (for Claude Desktop)")
     p.add_argument("--server", choices=["gateway", "state", "workspace", "memory", "rag"], default="gateway")
-    p.add_argument("--root", help="workspace root for --server workspace")
+    p.add_argument("--root", help="workspace root for --server workspace (and for --http)")
+    p.add_argument(
+        "--http", metavar="HOST:PORT", help="serve over streamable HTTP instead of stdio (e.g. 127.0.0.1:8765)"
+    )
     p = sub.add_parser("install", help="set up an MCP host")
     p.add_argument("host", choices=["claude-desktop"])
     p.add_argument("--write", action="store_true", help="merge the entry into the config file instead of printing it")

@@ -179,6 +179,11 @@ class Hive:
         await self._broker.aclose()
         self.memory.close()
 
+    @property
+    def state_store(self) -> StateStore:
+        """The hive's shared blackboard (what the state server serves)."""
+        return self._state
+
     def model(self) -> ChatModel:
         """The ChatModel tasks use, built on first use from Settings."""
         if self._model is None:
@@ -199,10 +204,11 @@ class Hive:
         ]
         # search_docs exists once something was ingested; opening chromadb before that is wasted start-up.
         if self.settings.rag_dir.exists():
-            connections.append(await self._broker.connect("rag", "rag", self._rag_server))
+            connections.append(await self._broker.connect("rag", "rag", self.rag_server))
         return connections
 
-    def _rag_server(self) -> Any:
+    def rag_server(self) -> Any:
+        """A RAG MCP server over the store in ``data_dir/rag`` (built per call; the broker keeps one)."""
         from mcphive.embeddings import get_embedder
         from mcphive.mcp_servers.rag import build_rag_server
         from mcphive.rag import DocumentStore

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mcphive.errors import ConfigError
+from mcphive.policy import PolicyConfig
 
 __all__ = ["AgentConfig", "ModelBackend", "RouteRule", "Settings", "default_data_dir", "load_settings"]
 
@@ -79,6 +80,9 @@ class Settings(BaseSettings):
     workers: int = Field(2, ge=1, description="In-process workers that run submitted tasks.")
 
     planner: bool = Field(True, description="Split compound requests ('fix X, test it, document it') into subtasks.")
+    policy: PolicyConfig = Field(
+        default_factory=PolicyConfig, description="Auth tokens, origins, size and rate limits of the HTTP servers."
+    )
     otlp_endpoint: str | None = Field(
         None, description="Export OpenTelemetry traces over OTLP/gRPC, e.g. localhost:4317."
     )

@@ -1,0 +1,315 @@
+"""Serve mcphive's MCP servers over streamable HTTP, behind :mod:`mcphive.policy`.
+
+Each server is mounted at ``/mcp/<name>`` (the gateway also at ``/mcp``). One small ASGI layer
+in front of the SDK's transports enforces, in this order: the ``Host``/``Origin`` checks, the
+declared body size, the bearer token, the per-client rate limit, the token's server scope, and
+for ``POST`` the streamed body size and (for tokens without ``allow_destructive``) a refusal of
+``tools/call`` on destructive tools. Refusals are JSON-RPC-shaped error bodies that say what to do.
+
+Both protocol eras pass through unchanged: the SDK's session manager routes ``initialize``-era
+requests to sessions and 2026-era requests to its stateless path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import socket
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from mcp.server.mcpserver import MCPServer
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import Tool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mcphive.errors import ConfigError
+from mcphive.policy import (
+    Authenticator,
+    Grant,
+    PolicyConfig,
+    PolicyViolation,
+    RateLimited,
+    RateLimiter,
+    Unauthenticated,
+    check_host,
+    check_origin,
+    check_size,
+)
+
+__all__ = ["PolicyApp", "build_http_app", "serve_http"]
+
+logger = logging.getLogger(__name__)
+
+_PARSE_ERROR = -32700
+_POLICY_ERROR = -32001
+
+
+def _is_destructive(tool: Tool) -> bool:
+    # MCP's defaults: a tool is destructive unless it says it is read-only or explicitly not destructive.
+    ann = tool.annotations
+    if ann is None:
+        return True
+    if ann.read_only_hint:
+        return False
+    return ann.destructive_hint is not False
+
+
+class _ClientGone(Exception):
+    """The client disconnected before sending its whole request: nobody to answer."""
+
+
+class _Mount:
+    """One served MCP server: its session manager and what its tools are."""
+
+    def __init__(self, name: str, server: MCPServer, policy: PolicyConfig, bind_host: str) -> None:
+        self.name = name
+        self.server = server
+        # The policy layer does the Host/Origin checks itself (with the configured origins), so the SDK's are off.
+        server.streamable_http_app(
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+            max_request_body_size=policy.max_request_bytes,
+            host=bind_host,
+        )
+        self.manager: StreamableHTTPSessionManager = server.session_manager
+        self.destructive: frozenset[str] = frozenset()
+        self.known: frozenset[str] = frozenset()
+
+    async def refresh_tools(self) -> None:
+        tools = await self.server.list_tools()
+        self.known = frozenset(t.name for t in tools)
+        self.destructive = frozenset(t.name for t in tools if _is_destructive(t))
+
+    async def is_destructive(self, tool: str) -> bool:
+        if tool not in self.known:  # a tool added after startup: learn its annotations before deciding
+            await self.refresh_tools()
+        return tool in self.destructive
+
+
+def _error_body(status: int, message: str, request_id: Any = None) -> bytes:
+    code = _PARSE_ERROR if status == 400 else _POLICY_ERROR
+    body = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message, "data": {"status": status}}}
+    return json.dumps(body).encode("utf-8")
+
+
+async def _respond(send: Send, status: int, body: bytes, extra: Mapping[str, str] | None = None) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (extra or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse(send: Send, error: PolicyViolation, request_id: Any = None) -> None:
+    extra: dict[str, str] = {}
+    if isinstance(error, Unauthenticated):
+        extra["www-authenticate"] = 'Bearer realm="mcphive"'
+    if isinstance(error, RateLimited):
+        extra["retry-after"] = str(max(1, math.ceil(error.retry_after)))
+    await _respond(send, error.status, _error_body(error.status, str(error), request_id), extra)
+
+
+class PolicyApp:
+    """The ASGI app: routes ``/mcp/<name>`` to each server's transport, applying the policy first."""
+
+    def __init__(self, servers: Mapping[str, MCPServer], policy: PolicyConfig, *, bind_host: str) -> None:
+        if not servers:
+            raise ConfigError("no MCP servers to serve; pass at least one, e.g. {'state': build_state_server()}")
+        self.policy = policy
+        self.bind_host = bind_host
+        self.authenticator = Authenticator(policy.tokens, required=policy.auth_required(bind_host))
+        self.limiter = RateLimiter(policy.rate_limit)
+        self.mounts = {name: _Mount(name, server, policy, bind_host) for name, server in servers.items()}
+        self.routes: dict[str, _Mount] = {f"/mcp/{name}": mount for name, mount in self.mounts.items()}
+        if "gateway" in self.mounts:
+            self.routes["/mcp"] = self.mounts["gateway"]
+        # The SDK binds a legacy session to the user that opened it: another token cannot ride on its id.
+        self._users = {
+            t.name: AuthenticatedUser(AccessToken(token=t.name, client_id=t.name, scopes=list(t.scopes)))
+            for t in policy.tokens
+        }
+        self.on_ready: Callable[[], None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        async with AsyncExitStack() as stack:
+            await receive()  # lifespan.startup
+            try:
+                for mount in self.mounts.values():
+                    await stack.enter_async_context(mount.manager.run())
+                    await mount.refresh_tools()
+            except Exception as e:
+                logger.exception("MCP HTTP startup failed")
+                await send({"type": "lifespan.startup.failed", "message": str(e)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+            if self.on_ready is not None:
+                self.on_ready()
+            await receive()  # lifespan.shutdown
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        mount = self.routes.get(scope["path"].rstrip("/") or "/")
+        if mount is None:
+            served = ", ".join(sorted(self.routes))
+            await _respond(send, 404, _error_body(404, f"no MCP server at {scope['path']!r}; try one of: {served}"))
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            grant = self._admit(scope, headers, mount.name)
+        except PolicyViolation as e:
+            await _refuse(send, e)
+            return
+        if grant.token_name is not None:
+            scope = {**scope, "user": self._users[grant.token_name]}
+        if scope["method"] != "POST":
+            await mount.manager.handle_request(scope, receive, send)
+            return
+        try:
+            body = await self._read_body(receive)
+        except PolicyViolation as e:
+            await _refuse(send, e)
+            return
+        except _ClientGone:
+            return
+        if (
+            not grant.allow_destructive
+            and b"tools/call" in body
+            and not await self._allowed_calls(mount, grant, body, send)
+        ):
+            return
+        await mount.manager.handle_request(scope, _replay(body, receive), send)
+
+    def _admit(self, scope: Scope, headers: dict[str, str], server: str) -> Grant:
+        check_host(headers.get("host"), bind_host=self.bind_host, allowed=self.policy.allowed_hosts)
+        check_origin(headers.get("origin"), allowed=self.policy.allowed_origins, bind_host=self.bind_host)
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit():
+            check_size(int(declared), self.policy.max_request_bytes)
+        client = scope.get("client")
+        address = f"addr:{client[0] if client else 'unknown'}"
+        try:
+            grant = self.authenticator.authenticate(headers.get("authorization"))
+        except Unauthenticated:
+            self.limiter.check(address)  # failed guesses spend the address's budget too
+            raise
+        self.limiter.check(f"token:{grant.token_name}" if grant.token_name else address)
+        grant.require_server(server)
+        return grant
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        limit = self.policy.max_request_bytes
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            check_size(size, limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _allowed_calls(self, mount: _Mount, grant: Grant, body: bytes, send: Send) -> bool:
+        """False (after answering) when the body is malformed or calls a destructive tool."""
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            msg = "request body is not valid JSON; send one JSON-RPC message per POST"
+            await _respond(send, 400, _error_body(400, msg))
+            return False
+        for message in parsed if isinstance(parsed, list) else [parsed]:
+            if not isinstance(message, dict) or message.get("method") != "tools/call":
+                continue
+            params = message.get("params")
+            name = params.get("name") if isinstance(params, dict) else None
+            if isinstance(name, str) and await mount.is_destructive(name):
+                try:
+                    grant.require_destructive(name)
+                except PolicyViolation as e:
+                    await _refuse(send, e, message.get("id"))
+                    return False
+        return True
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def build_http_app(servers: Mapping[str, MCPServer], policy: PolicyConfig, *, bind_host: str) -> ASGIApp:
+    """An ASGI app serving ``servers`` at ``/mcp/<name>`` behind ``policy``.
+
+    The app owns its servers' session managers: serve it once (the SDK cannot restart them).
+
+    Raises:
+        ConfigError: no servers, or auth is required (a non-loopback bind) but no tokens are configured.
+    """
+    return PolicyApp(servers, policy, bind_host=bind_host)
+
+
+async def serve_http(
+    servers: Mapping[str, MCPServer],
+    policy: PolicyConfig,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ready: Callable[[int], None] | None = None,
+) -> None:
+    """Serve ``servers`` over streamable HTTP on ``host:port`` until cancelled (or interrupted).
+
+    ``port=0`` picks a free port; ``ready`` is called with the actual port once requests are served.
+    """
+    import uvicorn
+
+    app = PolicyApp(servers, policy, bind_host=host)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY only then, and without it every keep-alive
+    # request waits ~40 ms on delayed ACKs.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)  # listening before uvicorn starts, so a client told "ready" is never refused
+    actual_port: int = sock.getsockname()[1]
+    if ready is not None:
+        app.on_ready = lambda: ready(actual_port)
+    config = uvicorn.Config(
+        app, log_config=None, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5
+    )
+    server = uvicorn.Server(config)
+    logger.info("serving MCP over HTTP", extra={"host": host, "port": actual_port, "servers": sorted(servers)})
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def run_server() -> None:
+                # Shielded so that cancelling serve_http shuts uvicorn down gracefully instead of tearing it mid-flight.
+                with anyio.CancelScope(shield=True):
+                    await server.serve(sockets=[sock])
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(run_server)
+            try:
+                await anyio.sleep_forever()
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()
