@@ -18,6 +18,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as SDKToolError
 from mcp.types import ToolAnnotations
 
+from mcphive import __version__
 from mcphive.errors import MCPHiveError
 from mcphive.types import Event, TaskResult
 
@@ -45,6 +46,7 @@ def build_gateway(hive: Hive) -> MCPServer:
     """An MCP server named ``mcphive`` exposing ``hive``'s tasks and agents."""
     server: MCPServer = MCPServer(
         "mcphive",
+        version=__version__,
         instructions="mcphive routes engineering tasks to specialist agents (code, docs, test, infra, ops, "
         "security) that work on a local project folder. Pass the project's absolute path as workspace.",
     )

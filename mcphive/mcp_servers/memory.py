@@ -11,6 +11,7 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 
+from mcphive import __version__
 from mcphive.errors import ToolError, UsageError
 from mcphive.mcp_servers._errors import tool_errors
 from mcphive.memory import EpisodicMemory, KnowledgeBase
@@ -22,7 +23,9 @@ __all__ = ["build_memory_server"]
 def build_memory_server(memory: EpisodicMemory, principal: Principal) -> MCPServer:
     """An MCP server named ``memory`` over ``memory`` and its knowledge base, for ``principal``."""
     kb = KnowledgeBase(memory)
-    server: MCPServer = MCPServer("memory", instructions="Recall past tasks; assert and query facts.")
+    server: MCPServer = MCPServer(
+        "memory", version=__version__, instructions="Recall past tasks; assert and query facts."
+    )
     read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True)
 
     @server.tool(title="Recall past tasks", annotations=read_only, structured_output=True)

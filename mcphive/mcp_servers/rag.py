@@ -17,6 +17,7 @@ from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from mcphive import __version__
 from mcphive.errors import ToolError, UsageError
 from mcphive.rag.store import DocumentStore, Hit
 
@@ -64,7 +65,9 @@ def build_rag_server(store: DocumentStore) -> MCPServer:
     Returns:
         The server; connect in-process with ``mcp.Client(server)`` or run it over a transport.
     """
-    server = MCPServer(name="rag", instructions="Search the project's ingested documents and code.")
+    server = MCPServer(
+        name="rag", version=__version__, instructions="Search the project's ingested documents and code."
+    )
     read_only = ToolAnnotations(
         read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
     )

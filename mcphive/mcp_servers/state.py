@@ -16,6 +16,7 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 
+from mcphive import __version__
 from mcphive.errors import ToolError
 from mcphive.mcp_servers._errors import tool_errors
 
@@ -82,7 +83,9 @@ def build_state_server(store: StateStore | None = None) -> MCPServer:
     """
     store = store or StateStore()
     server: MCPServer = MCPServer(
-        "state", instructions="Shared blackboard: namespaced keys with versions and compare-and-set."
+        "state",
+        version=__version__,
+        instructions="Shared blackboard: namespaced keys with versions and compare-and-set.",
     )
     read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True)
 

@@ -22,6 +22,7 @@ import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 
+from mcphive import __version__
 from mcphive.errors import ToolError
 from mcphive.mcp_servers._errors import tool_errors
 from mcphive.mcp_servers.jail import Jail
@@ -128,7 +129,9 @@ def _bind(tool: ToolDef, jail: Jail) -> Callable[..., Awaitable[dict[str, Any]]]
 def build_workspace_server(root: str | Path) -> MCPServer:
     """An MCP server named ``workspace`` whose tools act on ``root`` and nothing outside it."""
     jail = Jail(root)
-    server: MCPServer = MCPServer("workspace", instructions=f"Files and analysis tools for the workspace {jail.root}.")
+    server: MCPServer = MCPServer(
+        "workspace", version=__version__, instructions=f"Files and analysis tools for the workspace {jail.root}."
+    )
     for tool in [*file_tools(), *all_tools()]:
         annotations = ToolAnnotations(
             read_only_hint=not tool.writes, destructive_hint=tool.writes, idempotent_hint=not tool.writes
