@@ -24,6 +24,9 @@ __all__ = ["StateStore", "VersionConflict", "build_state_server"]
 
 MAX_VALUE_BYTES = 256 * 1024
 
+JSONValue = dict[str, Any] | list[Any] | str | int | float | bool | None
+"""What a blackboard value may be: any JSON value (a real schema, not "anything")."""
+
 
 class VersionConflict(ToolError):
     """A compare-and-set write found the key at another version."""
@@ -100,7 +103,9 @@ def build_state_server(store: StateStore | None = None) -> MCPServer:
         structured_output=True,
     )
     @tool_errors
-    async def state_put(namespace: str, key: str, value: Any, expected_version: int | None = None) -> dict[str, Any]:
+    async def state_put(
+        namespace: str, key: str, value: JSONValue, expected_version: int | None = None
+    ) -> dict[str, Any]:
         """Write a key; pass expected_version to write only if nobody changed it since you read it."""
         return store.put(namespace, key, value, expected_version)
 
