@@ -30,3 +30,5 @@ wheel-check: install
 bench: install
 	$(PY) benchmarks/orchestration_overhead.py
 	$(PY) benchmarks/cli_startup.py
+	$(PY) benchmarks/mcp_latency.py
+	bash scripts/conformance.sh
