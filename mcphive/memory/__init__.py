@@ -9,15 +9,21 @@ with the Alembic migrations shipped in ``mcphive/memory/migrations``.
 from __future__ import annotations
 
 from ._convert import RESULT_CAP
+from .episodes import Episode, EpisodeStore, RecallHit, RecallScope, RecallWeights
 from .episodic import EpisodicMemory
 from .knowledge import Fact, KnowledgeBase, SyncKnowledgeBase
 from .sync import SyncEpisodicMemory, TaskSummary
 
 __all__ = [
     "RESULT_CAP",
+    "Episode",
+    "EpisodeStore",
     "EpisodicMemory",
     "Fact",
     "KnowledgeBase",
+    "RecallHit",
+    "RecallScope",
+    "RecallWeights",
     "SyncEpisodicMemory",
     "SyncKnowledgeBase",
     "TaskSummary",

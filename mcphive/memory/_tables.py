@@ -180,3 +180,7 @@ class FactRow(Base):
         UniqueConstraint("tenant", "subject", "predicate", "object"),
         Index(None, "tenant", "predicate"),
     )
+
+
+from mcphive.memory import _episode_tables as _episode_tables  # noqa: E402  (registers the episodes table on Base)
+from mcphive.memory import _queue_tables as _queue_tables  # noqa: E402  (registers the queue table on Base)

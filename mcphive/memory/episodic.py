@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Self
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Self, overload
 
 from anyio import to_thread
 from sqlalchemy import Engine
@@ -10,6 +11,9 @@ from sqlalchemy import Engine
 from mcphive.types import Principal, Route, Task, TaskResult, TaskStatus
 
 from .sync import SyncEpisodicMemory, TaskSummary
+
+if TYPE_CHECKING:
+    from .episodes import EpisodeStore, RecallHit, RecallScope
 
 __all__ = ["EpisodicMemory"]
 
@@ -27,6 +31,16 @@ class EpisodicMemory:
 
     def __init__(self, store: SyncEpisodicMemory) -> None:
         self.sync = store
+        self._episodes: EpisodeStore | None = None
+
+    @property
+    def episodes(self) -> EpisodeStore:
+        """Scoped episodes with hybrid recall, on the same database (built on first use)."""
+        if self._episodes is None:
+            from .episodes import EpisodeStore, SyncEpisodeStore
+
+            self._episodes = EpisodeStore(SyncEpisodeStore(self.engine))
+        return self._episodes
 
     @classmethod
     def open(cls, url: str) -> Self:
@@ -46,6 +60,8 @@ class EpisodicMemory:
 
     def close(self) -> None:
         """Close every pooled connection; the object must not be used afterwards."""
+        if self._episodes is not None:
+            self._episodes.close()
         self.sync.close()
 
     async def __aenter__(self) -> Self:
@@ -78,8 +94,34 @@ class EpisodicMemory:
         """The newest top-level tasks first, only ``principal``'s when given."""
         return await to_thread.run_sync(lambda: self.sync.recent(limit, principal=principal))
 
-    async def recall(self, query: str, limit: int = 5, *, principal: Principal | None = None) -> list[TaskSummary]:
-        """Past top-level tasks whose text or answer contain the most words of ``query``, newest first among equals."""
+    @overload
+    async def recall(self, query: str, limit: int = 5, *, principal: Principal | None = None) -> list[TaskSummary]: ...
+
+    @overload
+    async def recall(
+        self,
+        query: str,
+        *,
+        scope: RecallScope,
+        k: int = 10,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        agent: str | None = None,
+        outcome: str | None = None,
+    ) -> list[RecallHit]: ...
+
+    async def recall(
+        self, query: str, limit: int = 5, *, principal: Principal | None = None, scope: RecallScope | None = None,
+        k: int = 10, **filters: Any,
+    ) -> list[TaskSummary] | list[RecallHit]:  # fmt: skip
+        """Recall from memory.
+
+        With ``scope``: hybrid recall over episodes (BM25 + neighbour windows + MiniLM, fused, then recency and
+        importance; see :mod:`mcphive.memory.episodes`), the ``k`` best hits. Without: past top-level tasks whose
+        text or answer contain the most words of ``query``, newest first among equals.
+        """
+        if scope is not None:
+            return await self.episodes.recall(query, scope=scope, k=k, **filters)
         return await to_thread.run_sync(lambda: self.sync.recall(query, limit, principal=principal))
 
     async def resolve_id(self, prefix: str) -> str:

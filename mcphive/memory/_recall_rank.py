@@ -1,0 +1,193 @@
+"""Hybrid ranking of one scope's episodes: BM25 + dense cosine, fused, then recency and importance.
+
+Pure computation over arrays loaded once per scope (see :class:`ScopeIndex`); the store decides
+which episodes are in scope and when the index is stale. The final score follows Generative
+Agents (Park et al., 2023): relevance, recency and importance are each scaled to [0, 1] and added
+with configurable weights. Relevance is reciprocal-rank fusion of three rankings: BM25 over each
+episode, BM25 over each episode's window (it and its neighbours in the same thread, because an
+episode -- a turn of a conversation, a step of a task -- is often only findable with its
+neighbours) and embedding cosine. Hits are then picked greedily with a penalty for every hit
+already picked from the same moment of the same thread, so the top ``k`` covers more distinct
+moments instead of ten lines of one exchange. Optionally, episodes whose agent the query names get
+a relevance bonus (speaker-aware matching: "what did Caroline paint?").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._recall_lexical import StemmedBM25, windows
+from ._recall_models import RecallWeights
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    Floats = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+    Ints = npt.NDArray[np.int64]
+    Mask = npt.NDArray[np.bool_]
+
+__all__ = ["RankedEpisode", "ScopeIndex"]
+
+_HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class RankedEpisode:
+    """One recalled row of a scope, with the parts of its score."""
+
+    row: int
+    score: float
+    relevance: float
+    recency: float
+    importance: float
+    lexical_rank: int | None
+    dense_rank: int | None
+
+
+@dataclass
+class ScopeIndex:
+    """The episodes of one scope as arrays, in thread order, with lazily built BM25 indexes.
+
+    Attributes:
+        texts: episode texts (what BM25 indexes).
+        vectors: unit embeddings, one row per episode.
+        created: creation times as POSIX seconds.
+        importance: importance of each episode, 0..1.
+        threads: thread of each episode; rows are sorted by thread, then time, then insertion.
+        agents: agent of each episode ("" when none).
+    """
+
+    texts: Sequence[str]
+    vectors: Floats
+    created: Floats
+    importance: Floats
+    threads: Sequence[str]
+    agents: Sequence[str]
+    _bm25: dict[int, StemmedBM25] = field(default_factory=dict, repr=False)
+
+    @property
+    def size(self) -> int:
+        """Number of episodes in the scope."""
+        return len(self.texts)
+
+    def lexical(self, span: int = 0) -> StemmedBM25:
+        """BM25 over windows of ``span`` neighbours each side (0: single episodes), built on first use."""
+        index = self._bm25.get(span)
+        if index is None:
+            documents = windows(self.texts, self.threads, span) if span else self.texts
+            index = self._bm25[span] = StemmedBM25(documents)
+        return index
+
+    def rank(
+        self, query: str, query_vector: Floats, mask: Mask, weights: RecallWeights, *, k: int, now: float
+    ) -> list[RankedEpisode]:
+        """The ``k`` best episodes among ``mask`` for ``query``, best first.
+
+        Only episodes that one of the rankings placed within ``weights.depth`` (or a neighbour of
+        one) can be returned.
+        """
+        if self.size == 0 or not mask.any():
+            return []
+        none = np.zeros(self.size, dtype=np.int64)
+        lexical_rank = self._lexical_ranks(query, mask, weights.depth, 0) if weights.lexical else none
+        window_rank = self._lexical_ranks(query, mask, weights.depth, weights.window_span) if weights.window else none
+        dense_rank = self._dense_ranks(query_vector, mask, weights.depth) if weights.dense else none
+        fused = (
+            _fuse(lexical_rank, weights.lexical, weights.rrf_k)
+            + _fuse(window_rank, weights.window, weights.rrf_k)
+            + _fuse(dense_rank, weights.dense, weights.rrf_k)
+        )
+        fused = self._spread(fused, mask, weights)
+        if weights.named_agent:
+            fused = fused * (1.0 + weights.named_agent * self._named_agents(query))
+        found = mask & (fused > 0)
+        relevance = _unit(fused, found)
+        recency = _unit(np.power(0.5, np.maximum(now - self.created, 0.0) / (weights.half_life_hours * _HOUR)), found)
+        total = weights.relevance * relevance + weights.recency * recency + weights.importance * self.importance
+        return [
+            RankedEpisode(
+                row=row,
+                score=float(total[row]),
+                relevance=float(relevance[row]),
+                recency=float(recency[row]),
+                importance=float(self.importance[row]),
+                lexical_rank=int(lexical_rank[row]) if lexical_rank[row] > 0 else None,
+                dense_rank=int(dense_rank[row]) if dense_rank[row] > 0 else None,
+            )
+            for row in self._pick(total, found, weights, k)
+        ]
+
+    def _named_agents(self, query: str) -> Floats:
+        """1.0 for episodes whose agent's name appears as a word of ``query``, else 0.0."""
+        words = {word.lower() for word in re.findall(r"\w+", query)}
+        named = {agent for agent in set(self.agents) if agent and agent.lower() in words}
+        return np.array([agent in named for agent in self.agents], dtype=np.float64)
+
+    def _pick(self, total: Floats, found: Mask, weights: RecallWeights, k: int) -> list[int]:
+        """Greedy top ``k`` by score, each pick lowering the rest of its moment's scores by ``diversity``."""
+        candidates = np.flatnonzero(found)
+        candidates = candidates[np.argsort(-total[candidates], kind="stable")]
+        if weights.diversity == 0:
+            return [int(row) for row in candidates[:k]]
+        # Far enough down the list, no penalty on the others can lift a candidate into the top k.
+        candidates = candidates[: k * 10]
+        score = total[candidates].astype(np.float64)
+        threads = np.asarray(self.threads, dtype=object)[candidates]
+        times = self.created[candidates]
+        window = weights.moment_minutes * 60.0
+        picked: list[int] = []
+        while len(picked) < min(k, len(candidates)):
+            best = int(np.argmax(score))
+            picked.append(int(candidates[best]))
+            same = (threads == threads[best]) & (np.abs(times - times[best]) <= window)
+            score = np.where(same, score - weights.diversity, score)
+            score[best] = -np.inf
+        return picked
+
+    def _lexical_ranks(self, query: str, mask: Mask, depth: int, span: int) -> Ints:
+        """1-based BM25 rank (over episodes, or windows of ``span``) of each masked episode; 0 for unranked."""
+        ranks = np.zeros(self.size, dtype=np.int64)
+        hits = [row for row in self.lexical(span).rank(query) if mask[row]][:depth]
+        ranks[hits] = np.arange(1, len(hits) + 1)
+        return ranks
+
+    def _dense_ranks(self, query_vector: Floats, mask: Mask, depth: int) -> Ints:
+        """1-based cosine rank of each masked episode (vectors are unit length); 0 beyond ``depth``."""
+        ranks = np.zeros(self.size, dtype=np.int64)
+        candidates = np.flatnonzero(mask)
+        similarity = self.vectors[candidates] @ query_vector
+        best = candidates[np.argsort(-similarity, kind="stable")][:depth]
+        ranks[best] = np.arange(1, len(best) + 1)
+        return ranks
+
+    def _spread(self, fused: Floats, mask: Mask, weights: RecallWeights) -> Floats:
+        """Add a share of each episode's fused score to its neighbours in the same thread."""
+        if weights.neighbours == 0 or weights.neighbour_weight == 0:
+            return fused
+        spread = fused.copy()
+        threads = np.asarray(self.threads, dtype=object)
+        for shift in range(1, weights.neighbours + 1):
+            same = threads[shift:] == threads[:-shift]
+            # Row i gets a share of row i+shift (its successor) and of row i-shift (its predecessor).
+            spread[:-shift] += weights.neighbour_weight * np.where(same, fused[shift:], 0.0)
+            spread[shift:] += weights.neighbour_weight * np.where(same, fused[:-shift], 0.0)
+        return np.where(mask, spread, 0.0)
+
+
+def _fuse(ranks: Ints, weight: float, k: float) -> Floats:
+    """Weighted reciprocal-rank contribution of one ranking; 0 where the episode is unranked."""
+    return np.where(ranks > 0, weight / (k + ranks), 0.0)
+
+
+def _unit(values: Floats, where: Mask) -> Floats:
+    """Min-max scale ``values`` to [0, 1] over ``where`` (all ones when they are equal); 0 elsewhere."""
+    if not where.any():
+        return np.zeros_like(values, dtype=np.float64)
+    low, high = float(values[where].min()), float(values[where].max())
+    scaled = np.ones_like(values, dtype=np.float64) if high <= low else (values - low) / (high - low)
+    return np.where(where, scaled, 0.0)

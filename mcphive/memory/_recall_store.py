@@ -1,0 +1,334 @@
+"""The blocking episode store: record episodes (redacted, embedded) and recall them by scope.
+
+:class:`SyncEpisodeStore` is the implementation; :class:`mcphive.memory.episodes.EpisodeStore`
+runs its methods in a worker thread. Recall loads the scope's episodes once into a
+:class:`~mcphive.memory._recall_rank.ScopeIndex` (vectors, times, BM25 index) and keeps it while
+the scope's row count and newest sequence number are unchanged, so writes from this or any other
+process invalidate it at the cost of one indexed ``count``/``max`` query per recall.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, Self
+
+import numpy as np
+from sqlalchemy import ColumnElement, Engine, func, insert, select
+
+from mcphive.errors import UsageError
+
+from ._engine import create_store_engine, migrate, transaction, writer
+from ._episode_tables import EpisodeRow
+from ._recall_models import Episode, RecallHit, RecallScope, RecallWeights
+from ._recall_rank import ScopeIndex
+from ._recall_secrets import redact_secrets
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+__all__ = ["SyncEpisodeStore", "TextEmbedder"]
+
+_CACHED_SCOPES = 64
+_ID_CHUNK = 500
+_COLUMNS = (
+    EpisodeRow.seq,
+    EpisodeRow.id,
+    EpisodeRow.tenant,
+    EpisodeRow.workspace,
+    EpisodeRow.agent,
+    EpisodeRow.thread,
+    EpisodeRow.kind,
+    EpisodeRow.text,
+    EpisodeRow.created_at,
+    EpisodeRow.importance,
+    EpisodeRow.outcome,
+    EpisodeRow.meta,
+    EpisodeRow.embedding,
+)
+
+
+class TextEmbedder(Protocol):
+    """Anything that turns texts into unit float32 rows, like :class:`mcphive.embeddings.Embedder`."""
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """One L2-normalised row per text, in order."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A scope's episodes and their arrays, valid while the scope has ``count`` rows up to ``last_seq``."""
+
+    count: int
+    last_seq: int
+    episodes: list[Episode]
+    index: ScopeIndex
+    agents: npt.NDArray[Any]
+    outcomes: npt.NDArray[Any]
+
+
+def _scope_filter(scope: RecallScope) -> list[ColumnElement[bool]]:
+    conditions = [EpisodeRow.tenant == scope.tenant]
+    for name in ("workspace", "agent", "thread"):
+        value = getattr(scope, name)
+        if value is not None:
+            conditions.append(getattr(EpisodeRow, name) == value)
+    return conditions
+
+
+def _redact_value(value: Any, kinds: set[str]) -> Any:
+    """``value`` (any JSON value) with credentials redacted from every string in it."""
+    if isinstance(value, str):
+        clean, found = redact_secrets(value)
+        kinds.update(found)
+        return clean
+    if isinstance(value, dict):
+        return {key: _redact_value(item, kinds) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(item, kinds) for item in value]
+    return value
+
+
+def _redacted(episode: Episode) -> Episode:
+    """``episode`` with credentials removed from its text and metadata, and their types noted in its metadata."""
+    kinds: set[str] = set()
+    text = _redact_value(episode.text, kinds)
+    metadata = _redact_value(episode.metadata, kinds)
+    if not kinds:
+        return episode
+    return episode.model_copy(update={"text": text, "metadata": {**metadata, "redacted": sorted(kinds)}})
+
+
+def _episode(row: Any) -> Episode:
+    return Episode(
+        id=row.id,
+        tenant=row.tenant,
+        workspace=row.workspace,
+        agent=row.agent,
+        thread=row.thread,
+        kind=row.kind,
+        text=row.text,
+        created_at=row.created_at,
+        importance=row.importance,
+        outcome=row.outcome,
+        metadata=row.meta or {},
+    )
+
+
+class SyncEpisodeStore:
+    """Episodes with scoped hybrid recall, on the memory database.
+
+    Args:
+        engine: an engine whose database is migrated to the newest schema (e.g.
+            ``EpisodicMemory.engine``, so episodes share the memory's database).
+        embedder: what embeds texts; defaults to the process-wide MiniLM embedder.
+        weights: default scoring weights of :meth:`recall`.
+    """
+
+    def __init__(
+        self, engine: Engine, *, embedder: TextEmbedder | None = None, weights: RecallWeights | None = None
+    ) -> None:
+        self.engine = engine
+        self.weights = weights or RecallWeights()
+        self._embedder = embedder
+        self._owns_engine = False
+        self._lock = threading.Lock()
+        self._scopes: OrderedDict[RecallScope, _Loaded] = OrderedDict()
+
+    @classmethod
+    def open(cls, url: str, *, embedder: TextEmbedder | None = None, weights: RecallWeights | None = None) -> Self:
+        """Open (creating and migrating) the database at ``url``; blocking.
+
+        Raises:
+            StoreError: the URL is invalid, the database cannot be reached, or migration failed.
+        """
+        engine = create_store_engine(url)
+        try:
+            migrate(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        store = cls(engine, embedder=embedder, weights=weights)
+        store._owns_engine = True
+        return store
+
+    def close(self) -> None:
+        """Forget cached scopes and, when :meth:`open` created the engine, close its connections."""
+        with self._lock:
+            self._scopes.clear()
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def _embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        if self._embedder is None:
+            from mcphive.embeddings import get_embedder
+
+            self._embedder = get_embedder()
+        return np.asarray(self._embedder.embed(list(texts)), dtype=np.float32)
+
+    def record(self, episode: Episode) -> Episode:
+        """Store one episode; see :meth:`record_many`."""
+        return self.record_many([episode])[0]
+
+    def record_many(self, episodes: Sequence[Episode]) -> list[Episode]:
+        """Redact secrets from, embed (in one batch) and store ``episodes`` in one transaction.
+
+        Returns:
+            The episodes as stored: credentials in the text replaced by ``[REDACTED:<type>]`` and the
+            redacted types listed under ``metadata["redacted"]``.
+
+        Raises:
+            UsageError: an episode id is recorded twice.
+            StoreError: the database failed.
+        """
+        if not episodes:
+            return []
+        self._check_new_ids([episode.id for episode in episodes])
+        stored = [_redacted(episode) for episode in episodes]
+        vectors = self._embed([episode.text for episode in stored])
+        rows = [
+            {
+                **episode.model_dump(exclude={"metadata"}),
+                "meta": episode.metadata,
+                "embedding": vector.astype("<f4").tobytes(),
+            }
+            for episode, vector in zip(stored, vectors, strict=True)
+        ]
+        with transaction(writer(self.engine), "record episodes") as session:
+            session.execute(insert(EpisodeRow), rows)
+        # The count check in recall would notice too; dropping the tenant's scopes frees their memory now.
+        tenants = {episode.tenant for episode in stored}
+        with self._lock:
+            for scope in [scope for scope in self._scopes if scope.tenant in tenants]:
+                del self._scopes[scope]
+        return stored
+
+    def _check_new_ids(self, ids: list[str]) -> None:
+        if len(set(ids)) != len(ids):
+            raise UsageError("the same episode id appears twice in one batch; give each episode its own id")
+        taken = None
+        with transaction(self.engine, "check episode ids") as session:
+            # Chunked: SQLite limits the number of bound parameters in one statement.
+            for start in range(0, len(ids), _ID_CHUNK):
+                chunk = ids[start : start + _ID_CHUNK]
+                taken = session.scalars(select(EpisodeRow.id).where(EpisodeRow.id.in_(chunk))).first()
+                if taken is not None:
+                    break
+        if taken is not None:
+            raise UsageError(f"episode {taken!r} is already recorded; episodes are immutable, record a new one")
+
+    def recall(
+        self,
+        query: str,
+        *,
+        scope: RecallScope,
+        k: int = 10,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        agent: str | None = None,
+        outcome: str | None = None,
+        weights: RecallWeights | None = None,
+    ) -> list[RecallHit]:
+        """The ``k`` episodes of ``scope`` that best match ``query``, best first.
+
+        Args:
+            query: what to remember, in words.
+            scope: whose episodes to search; only ``scope.tenant``'s are ever returned.
+            k: at most this many hits.
+            since: only episodes created at or after this time.
+            until: only episodes created before this time.
+            agent: only episodes of this agent.
+            outcome: only episodes with this outcome.
+            weights: scoring weights for this call instead of the store's.
+
+        Raises:
+            UsageError: ``k`` is not positive or the query is empty.
+            StoreError: the database failed.
+        """
+        if k < 1:
+            raise UsageError(f"k must be at least 1, got {k}")
+        if not query.strip():
+            raise UsageError("the recall query is empty; say what to remember")
+        loaded = self._scope(scope)
+        if not loaded.episodes:
+            return []
+        mask = np.ones(len(loaded.episodes), dtype=bool)
+        if since is not None:
+            mask &= loaded.index.created >= since.timestamp()
+        if until is not None:
+            mask &= loaded.index.created < until.timestamp()
+        if agent is not None:
+            mask &= loaded.agents == agent
+        if outcome is not None:
+            mask &= loaded.outcomes == outcome
+        query_vector = self._embed([query])[0]
+        now = datetime.now().timestamp()
+        ranked = loaded.index.rank(query, query_vector, mask, weights or self.weights, k=k, now=now)
+        return [
+            RecallHit(
+                episode=loaded.episodes[hit.row],
+                score=hit.score,
+                relevance=hit.relevance,
+                recency=hit.recency,
+                importance=hit.importance,
+                lexical_rank=hit.lexical_rank,
+                dense_rank=hit.dense_rank,
+            )
+            for hit in ranked
+        ]
+
+    def count(self, scope: RecallScope) -> int:
+        """Number of episodes in ``scope``."""
+        return self._version(scope)[0]
+
+    def _version(self, scope: RecallScope) -> tuple[int, int]:
+        query = select(func.count(), func.coalesce(func.max(EpisodeRow.seq), 0)).where(*_scope_filter(scope))
+        with transaction(self.engine, "count episodes") as session:
+            count, last = session.execute(query).one()
+        return int(count), int(last)
+
+    def _scope(self, scope: RecallScope) -> _Loaded:
+        count, last = self._version(scope)
+        with self._lock:
+            cached = self._scopes.get(scope)
+            if cached is not None and (cached.count, cached.last_seq) == (count, last):
+                self._scopes.move_to_end(scope)
+                return cached
+        loaded = self._load(scope)
+        with self._lock:
+            self._scopes[scope] = loaded
+            while len(self._scopes) > _CACHED_SCOPES:
+                self._scopes.popitem(last=False)
+        return loaded
+
+    def _load(self, scope: RecallScope) -> _Loaded:
+        query = (
+            select(*_COLUMNS)
+            .where(*_scope_filter(scope))
+            .order_by(EpisodeRow.thread, EpisodeRow.created_at, EpisodeRow.seq)
+        )
+        with transaction(self.engine, "load episodes") as session:
+            rows = session.execute(query).all()
+        episodes = [_episode(row) for row in rows]
+        dim = len(rows[0].embedding) // 4 if rows else 0
+        vectors = np.frombuffer(b"".join(row.embedding for row in rows), dtype="<f4").reshape(len(rows), dim)
+        index = ScopeIndex(
+            texts=[e.text for e in episodes],
+            vectors=vectors.astype(np.float32),
+            created=np.array([e.created_at.timestamp() for e in episodes], dtype=np.float64),
+            importance=np.array([e.importance for e in episodes], dtype=np.float64),
+            threads=[e.thread for e in episodes],
+            agents=[e.agent for e in episodes],
+        )
+        return _Loaded(
+            count=len(rows),
+            last_seq=max((row.seq for row in rows), default=0),
+            episodes=episodes,
+            index=index,
+            agents=np.array([e.agent for e in episodes], dtype=object),
+            outcomes=np.array([e.outcome for e in episodes], dtype=object),
+        )

@@ -1,0 +1,287 @@
+"""Episodes: recording, scoped hybrid recall, tenant isolation, secret redaction and the schema."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from _pg import pg_bin_dir, postgres_cluster
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from mcphive.errors import UsageError
+from mcphive.memory._engine import MIGRATIONS_DIR
+from mcphive.memory._tables import Base
+from mcphive.memory.episodes import Episode, EpisodeStore, RecallHit, RecallScope, RecallWeights, SyncEpisodeStore
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+# Relevance only: these tests are about what matches, not about how old or important it is.
+PLAIN = RecallWeights(recency=0.0, importance=0.0)
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[SyncEpisodeStore]:
+    opened = SyncEpisodeStore.open(db_url)
+    yield opened
+    opened.close()
+
+
+def _texts(hits: list[RecallHit]) -> list[str]:
+    return [hit.episode.text for hit in hits]
+
+
+def test_a_recorded_episode_is_recalled_with_all_its_fields(store: SyncEpisodeStore) -> None:
+    wanted = Episode(
+        tenant="acme",
+        workspace="/srv/app",
+        agent="coder",
+        thread="task-1",
+        kind="outcome",
+        text="The deploy failed because the disk of the build server was full.",
+        created_at=T0,
+        importance=0.9,
+        outcome="failed",
+        metadata={"step": 3},
+    )
+    store.record_many(
+        [
+            wanted,
+            Episode(tenant="acme", thread="task-2", text="Lunch was pasta with tomato sauce.", created_at=T0),
+            Episode(tenant="acme", thread="task-3", text="The quarterly report went to the board.", created_at=T0),
+        ]
+    )
+
+    hits = store.recall("why did the deploy fail?", scope=RecallScope(tenant="acme"), k=2)
+
+    assert hits[0].episode == wanted
+    assert hits[0].lexical_rank == 1
+    assert hits[0].dense_rank == 1
+    assert store.count(RecallScope(tenant="acme")) == 3
+
+
+def test_recall_never_returns_another_tenants_episodes(store: SyncEpisodeStore) -> None:
+    store.record(Episode(tenant="acme", text="The launch code for the demo is in the blue folder."))
+    store.record(Episode(tenant="globex", text="The launch code for the demo is in the red folder."))
+
+    acme = store.recall("where is the launch code?", scope=RecallScope(tenant="acme"))
+    nobody = store.recall("where is the launch code?", scope=RecallScope(tenant="initech"))
+
+    assert _texts(acme) == ["The launch code for the demo is in the blue folder."]
+    assert nobody == []
+
+
+def test_scope_and_filters_narrow_recall_by_agent_thread_time_and_outcome(store: SyncEpisodeStore) -> None:
+    rows = [
+        ("coder", "t1", 0, "succeeded", "Tests for the parser passed after fixing the tokenizer."),
+        ("coder", "t2", 1, "failed", "Tests for the parser failed on unicode input."),
+        ("reviewer", "t1", 2, "succeeded", "Review of the parser tests approved the change."),
+        ("reviewer", "t3", 3, "failed", "Review of the parser tests found missing edge cases."),
+    ]
+    store.record_many(
+        [
+            Episode(
+                tenant="acme", agent=agent, thread=thread, created_at=T0 + timedelta(days=day), outcome=outcome, text=t
+            )
+            for agent, thread, day, outcome, t in rows
+        ]
+    )
+    acme = RecallScope(tenant="acme")
+
+    def agents_threads(**filters: object) -> set[tuple[str, str]]:
+        hits = store.recall("parser tests", k=10, weights=PLAIN, **filters)  # type: ignore[arg-type]
+        return {(hit.episode.agent, hit.episode.thread) for hit in hits}
+
+    assert agents_threads(scope=RecallScope(tenant="acme", agent="coder")) == {("coder", "t1"), ("coder", "t2")}
+    assert agents_threads(scope=RecallScope(tenant="acme", thread="t1")) == {("coder", "t1"), ("reviewer", "t1")}
+    assert agents_threads(scope=acme, agent="reviewer") == {("reviewer", "t1"), ("reviewer", "t3")}
+    assert agents_threads(scope=acme, outcome="failed") == {("coder", "t2"), ("reviewer", "t3")}
+    window = {"since": T0 + timedelta(days=1), "until": T0 + timedelta(days=3)}
+    assert agents_threads(scope=acme, **window) == {("coder", "t2"), ("reviewer", "t1")}
+
+
+def test_fusion_finds_what_only_bm25_finds_and_what_only_embeddings_find(store: SyncEpisodeStore) -> None:
+    identifier = "After a long talk about flaky integration tests and the release calendar, we also dropped QX48213."
+    paraphrase = "My car broke down on the highway and the tow truck took two hours."
+    distractors = [
+        "Closed QX48231 as a duplicate of the login bug.",
+        "Closed QX42813 as a duplicate after triage.",
+        "Closed QX84213 as a duplicate, see the parent ticket.",
+        "Closed QX48123 as a duplicate of the crash report.",
+        "The vehicle inspection is booked for next Tuesday.",
+        "Lunch was pasta with tomato sauce.",
+    ]
+    # One thread per episode: neither windows nor diversity change anything here, only the fusion.
+    store.record_many(
+        [Episode(tenant="t", thread=f"th{n}", text=t) for n, t in enumerate([identifier, paraphrase, *distractors])]
+    )
+    queries = {"closed duplicate QX48213": identifier, "automobile breakdown on the motorway": paraphrase}
+    methods = {
+        "bm25": PLAIN.model_copy(update={"dense": 0.0}),
+        "dense": PLAIN.model_copy(update={"lexical": 0.0, "window": 0.0}),
+        "fused": PLAIN,
+    }
+
+    found = {
+        name: {
+            query
+            for query, wanted in queries.items()
+            if wanted in _texts(store.recall(query, scope=RecallScope(tenant="t"), k=2, weights=weights))
+        }
+        for name, weights in methods.items()
+    }
+
+    assert found == {
+        "bm25": {"closed duplicate QX48213"},
+        "dense": {"automobile breakdown on the motorway"},
+        "fused": set(queries),
+    }
+
+
+def test_the_window_index_finds_the_answer_turn_that_shares_no_word_with_the_question(store: SyncEpisodeStore) -> None:
+    conversation = [
+        "Mel: What did you paint last weekend?",
+        "Caroline: A sunrise over the lake, in oils.",
+        "Mel: Lovely. How is the new job going?",
+        "Caroline: Busy, the onboarding takes forever.",
+    ]
+    store.record_many([Episode(tenant="t", thread="c1", text=t, created_at=T0) for t in conversation])
+    without_windows = PLAIN.model_copy(update={"window": 0.0, "dense": 0.0, "diversity": 0.0})
+    with_windows = PLAIN.model_copy(update={"dense": 0.0, "diversity": 0.0})
+
+    plain = store.recall("painting weekend", scope=RecallScope(tenant="t"), k=2, weights=without_windows)
+    windowed = store.recall("painting weekend", scope=RecallScope(tenant="t"), k=2, weights=with_windows)
+
+    assert conversation[1] not in _texts(plain)
+    assert conversation[1] in _texts(windowed)
+
+
+def test_diversity_spreads_hits_over_distinct_moments_of_a_thread(store: SyncEpisodeStore) -> None:
+    same_moment = [f"Garden note {n}: the tomatoes need water." for n in range(3)]
+    later = "Garden note: the tomatoes were harvested."
+    store.record_many([Episode(tenant="t", thread="c1", text=t, created_at=T0) for t in same_moment])
+    store.record(Episode(tenant="t", thread="c1", text=later, created_at=T0 + timedelta(days=7)))
+    focused = PLAIN.model_copy(update={"diversity": 0.0})
+    diverse = PLAIN.model_copy(update={"diversity": 1.0})
+
+    assert later not in _texts(store.recall("tomatoes need water", scope=RecallScope(tenant="t"), k=2, weights=focused))
+    assert later in _texts(store.recall("tomatoes need water", scope=RecallScope(tenant="t"), k=2, weights=diverse))
+
+
+def test_naming_an_agent_in_the_query_favours_that_agents_episodes(store: SyncEpisodeStore) -> None:
+    store.record_many(
+        [
+            Episode(tenant="t", thread="c1", agent="Melanie", text="I painted a sunrise last week.", created_at=T0),
+            Episode(tenant="t", thread="c2", agent="Caroline", text="I painted a sunrise too.", created_at=T0),
+        ]
+    )
+    scope = RecallScope(tenant="t")
+    aware = PLAIN.model_copy(update={"named_agent": 1.0})
+
+    first = [
+        store.recall(f"What did {name} paint?", scope=scope, k=1, weights=aware)[0].episode.agent
+        for name in ("Caroline", "Melanie")
+    ]
+
+    assert first == ["Caroline", "Melanie"]
+
+
+def test_planted_secrets_are_redacted_before_storage_and_never_recalled(store: SyncEpisodeStore) -> None:
+    # Built from pieces so that secret scanners of this repository do not flag the test itself.
+    aws_key = "AKIA" + "Z3MHJQ7T4XWNV2KD"
+    password = "hunter2-" + "correct-horse"
+    episode = Episode(
+        tenant="acme",
+        text=f'Configured the deploy.\naws_access_key_id {aws_key}\npassword = "{password}"\nThen it ran fine.',
+        metadata={"note": f"the key was {aws_key}"},
+    )
+
+    stored = store.record(episode)
+    hits = store.recall("deploy configuration key password", scope=RecallScope(tenant="acme"))
+    with store.engine.connect() as connection:
+        row = connection.execute(text("SELECT text, metadata FROM episodes")).one()
+
+    dumped = " ".join([stored.model_dump_json(), *(hit.model_dump_json() for hit in hits), str(row)])
+    assert aws_key not in dumped
+    assert password not in dumped
+    assert "[REDACTED:AWS Access Key]" in row.text
+    assert "[REDACTED:Secret Keyword]" in row.text
+    assert "Then it ran fine." in row.text
+    assert stored.metadata["redacted"] == ["AWS Access Key", "Secret Keyword"]
+
+
+def test_a_write_from_another_store_on_the_same_database_is_seen_by_the_next_recall(db_url: str) -> None:
+    first, second = SyncEpisodeStore.open(db_url), SyncEpisodeStore.open(db_url)
+    try:
+        first.record(Episode(tenant="acme", text="The staging database moved to a new host."))
+        assert len(first.recall("database host", scope=RecallScope(tenant="acme"))) == 1
+        second.record(Episode(tenant="acme", text="The production database moved to a new host too."))
+
+        assert len(first.recall("database host", scope=RecallScope(tenant="acme"))) == 2
+    finally:
+        first.close()
+        second.close()
+
+
+def test_recording_an_episode_id_twice_is_a_usage_error(store: SyncEpisodeStore) -> None:
+    episode = Episode(id="e1", tenant="acme", text="once")
+    store.record(episode)
+
+    with pytest.raises(UsageError, match="already recorded"):
+        store.record(episode)
+
+
+def test_an_empty_query_or_a_non_positive_k_is_a_usage_error(store: SyncEpisodeStore) -> None:
+    with pytest.raises(UsageError, match="query is empty"):
+        store.recall("  ", scope=RecallScope(tenant="acme"))
+    with pytest.raises(UsageError, match="k must be at least 1"):
+        store.recall("x", scope=RecallScope(tenant="acme"), k=0)
+
+
+@pytest.mark.anyio
+async def test_the_async_store_records_and_recalls_off_the_event_loop(db_url: str) -> None:
+    async with EpisodeStore.open(db_url) as store:
+        await store.record_many([Episode(tenant="acme", thread="t", text="The cache hit rate dropped to 40%.")])
+        hits = await store.recall("cache hit rate", scope=RecallScope(tenant="acme", thread="t"), k=3)
+        count = await store.count(RecallScope(tenant="acme"))
+
+    assert _texts(hits) == ["The cache hit rate dropped to 40%."]
+    assert count == 1
+
+
+def test_the_migrated_schema_with_episodes_equals_the_orm_metadata(store: SyncEpisodeStore) -> None:
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        diffs = compare_metadata(context, Base.metadata)
+        revision = context.get_current_revision()
+
+    assert diffs == []
+    assert "episodes" in Base.metadata.tables
+    assert revision == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    assert ScriptDirectory(str(MIGRATIONS_DIR)).get_revision("0002_episodes").down_revision == "0001"
+
+
+def test_on_postgresql_the_schema_matches_and_recall_stays_within_the_tenant() -> None:
+    if pg_bin_dir() is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: install postgresql or set MCPHIVE_PG_BIN")
+    with postgres_cluster() as url:
+        store = SyncEpisodeStore.open(url)
+        try:
+            with store.engine.connect() as connection:
+                diffs = compare_metadata(
+                    MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata
+                )
+            store.record_many(
+                [
+                    Episode(tenant="acme", thread="t", text="The invoice run finished at 3am.", created_at=T0),
+                    Episode(tenant="globex", thread="t", text="The invoice run finished at 4am.", created_at=T0),
+                ]
+            )
+            hits = store.recall("when did the invoice run finish?", scope=RecallScope(tenant="acme"))
+        finally:
+            store.close()
+
+    assert diffs == []
+    assert [(hit.episode.text, hit.episode.created_at) for hit in hits] == [("The invoice run finished at 3am.", T0)]
