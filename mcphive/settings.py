@@ -87,7 +87,11 @@ class Settings(BaseSettings):
         None, description="Export OpenTelemetry traces over OTLP/gRPC, e.g. localhost:4317."
     )
     route_threshold: float = Field(
-        0.35, ge=0, le=1, description="Below this semantic confidence a task is out of scope."
+        0.35,
+        ge=0,
+        le=1,
+        description="Below this calibrated probability of the best agent (or when the task is unlike every example) "
+        "a task is out of scope.",
     )
     rules: list[RouteRule] = Field(default_factory=list)
     agents: list[AgentConfig] = Field(default_factory=list, description="Extra specialists: [[agents]] tables.")

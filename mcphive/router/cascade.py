@@ -1,7 +1,8 @@
 """The routing cascade, cheapest stage first: explicit agent -> regex rules -> semantic -> out of scope.
 
-The cascade never guesses: when the semantic confidence is below the threshold the task is
-out of scope (``agent=None``), and the caller asks for a clearer task or an explicit agent.
+The cascade never guesses: when the semantic confidence (a calibrated probability) is below the
+threshold, or the task is far from every agent's examples, the task is out of scope
+(``agent=None``), and the caller asks for a clearer task or an explicit agent.
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ class RoutingCascade:
             if agent not in self.agents:
                 raise UnknownAgent(agent, self.agents)
             return Route(agent=agent, confidence=1.0, stage="explicit", reason="agent named by the caller")
-        candidates = await self._semantic.scores(text)
+        assessment = await self._semantic.assess(text)
+        candidates = assessment.candidates
+        if not candidates:
+            return Route(agent=None, confidence=0.0, stage="out_of_scope", reason="no agent has example tasks")
         matched = self._by_rules(text)
         if len(matched) == 1:
             (only,) = matched
@@ -60,18 +64,23 @@ class RoutingCascade:
                 c for c in candidates if c.agent not in matched
             ]
         best, runners = candidates[0], candidates[1:4]
-        if best.score < self.threshold and not matched:
+        if (best.score < self.threshold or not assessment.familiar) and not matched:
+            why = (
+                f"no agent scored above {self.threshold}"
+                if assessment.familiar
+                else f"the task is unlike every agent's examples (similarity {assessment.nearest_similarity})"
+            )
             return Route(
                 agent=None,
                 confidence=best.score,
                 stage="out_of_scope",
                 runners_up=candidates[:3],
-                reason=f"no agent scored above {self.threshold}; name an agent or describe the task in more detail",
+                reason=f"{why}; name an agent or describe the task in more detail",
             )
         return Route(
             agent=best.agent,
             confidence=best.score,
             stage="semantic",
             runners_up=runners,
-            reason="nearest example tasks",
+            reason="calibrated match against the agents' example tasks",
         )

@@ -66,3 +66,29 @@ async def test_out_of_scope_text_is_refused_instead_of_guessed() -> None:
     route = await cascade().route("what is a good recipe for banana bread")
     assert route.agent is None and route.stage == "out_of_scope"
     assert "name an agent" in route.reason
+
+
+async def test_text_unlike_any_example_is_refused_even_when_an_agent_is_likeliest() -> None:
+    route = await cascade(threshold=0.0).route("please book a table for two at an italian restaurant tonight")
+    assert route.agent is None and route.stage == "out_of_scope"
+    assert "unlike every agent's examples" in route.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "agent"),
+    [
+        ("Bump actions/checkout from 3 to 4", "infra"),
+        ("Upgrade certifi to 2024.2.2", "infra"),
+        ("Package foo before 1.2 allows remote attackers to execute arbitrary code", "security"),
+        ("docs: fix the install instructions", "docs"),
+    ],
+)
+async def test_commit_and_changelog_conventions_are_routed_by_rule(text: str, agent: str) -> None:
+    route = await cascade().route(text)
+    assert (route.agent, route.stage) == (agent, "rule"), route
+
+
+async def test_a_semantic_confidence_is_a_probability_over_the_agents() -> None:
+    route = await cascade().route("the nightly job keeps timing out talking to the upstream")
+    assert route.stage == "semantic" and 0.35 <= route.confidence <= 1.0
+    assert sum(c.score for c in route.runners_up) <= 1.0 - route.confidence + 1e-3
