@@ -15,7 +15,7 @@ from rich.console import Console
 from mcphive.settings import Settings, load_settings
 from mcphive.types import Route, TaskResult, TaskStatus
 
-__all__ = ["agents", "demo", "doctor", "history", "ingest", "install", "route", "run", "search", "serve"]
+__all__ = ["agents", "demo", "doctor", "history", "ingest", "install", "route", "run", "search", "serve", "worker"]
 
 out = Console(soft_wrap=False)
 if not out.is_terminal and "COLUMNS" not in os.environ:
@@ -257,3 +257,24 @@ def demo(args: argparse.Namespace) -> int:
     from mcphive._demo import run_demo
 
     return run_demo(_settings(args), keep=args.keep, as_json=args.json, console=out, progress=err)
+
+
+def worker(args: argparse.Namespace) -> int:
+    """``mcphive worker``: claim tasks from the durable queue and run them until interrupted."""
+    from mcphive.errors import UsageError
+    from mcphive.hive import Hive
+
+    settings = _settings(args)
+    if settings.queue == "memory":
+        raise UsageError("mcphive worker needs a durable queue; set queue = 'sqlite' (or 'postgres' with queue_url)")
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    settings = settings.model_copy(update={"workers": args.concurrency})
+
+    async def go() -> None:
+        async with Hive.open(settings) as hive:
+            err.print(f"worker ready: {args.concurrency} at once from {settings.queue_database_url}", highlight=False)
+            await hive.serve_forever()
+
+    anyio.run(go)
+    return 0

@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("host", choices=["claude-desktop"])
     p.add_argument("--write", action="store_true", help="merge the entry into the config file instead of printing it")
     p.add_argument("--config-file", help="the claude_desktop_config.json to write (default: the platform's)")
+    p = sub.add_parser("worker", help="run tasks from the durable queue (queue = sqlite or postgres) until stopped")
+    p.add_argument("-c", "--concurrency", type=int, default=2, help="tasks this process runs at once (default: 2)")
     sub.add_parser("doctor", help="which backends, stores and models are available, and why not")
     p = sub.add_parser("demo", help="run the six agents on a copy of the bundled example project")
     p.add_argument("--keep", action="store_true", help="keep the temporary workspace")
@@ -77,6 +79,7 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
         "install": c.install,
         "doctor": c.doctor,
         "demo": c.demo,
+        "worker": c.worker,
     }
 
 

@@ -8,6 +8,9 @@ closed, in order, when the ``async with`` block ends.
 from __future__ import annotations
 
 import logging
+import math
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,7 +35,7 @@ from mcphive.router.corrections import CorrectionLog
 from mcphive.router.events import EventBus
 from mcphive.router.manager import AgentManager, ManagerDeps
 from mcphive.router.planner import Planner
-from mcphive.router.prioritizer import Prioritizer
+from mcphive.router.queues import Claim, TaskQueue, keep_alive, open_queue
 from mcphive.router.semantic import SemanticRouter
 from mcphive.settings import Settings, load_settings
 from mcphive.types import Event, Principal, Priority, Route, Task, TaskResult, TaskStatus
@@ -117,7 +120,7 @@ class Hive:
             threshold=settings.route_threshold,
             extra_rules=settings.rules,
         )
-        self.queue = Prioritizer(max_size=settings.queue_max)
+        self.queue: TaskQueue = open_queue(settings)
         self.manager = AgentManager(
             ManagerDeps(
                 specs=self.specs,
@@ -157,8 +160,8 @@ class Hive:
             async with anyio.create_task_group() as tg:
                 hive = cls(settings, tg, model)
                 try:
-                    for _ in range(settings.workers):
-                        tg.start_soon(hive._worker)
+                    for number in range(settings.workers):
+                        tg.start_soon(hive._worker, f"{socket.gethostname()}:{os.getpid()}:{number}")
                     yield hive
                 finally:
                     await hive._close()
@@ -178,6 +181,7 @@ class Hive:
 
     async def _close(self) -> None:
         await self._broker.aclose()
+        self.queue.close()
         if self._owns_model and (close := getattr(self._model, "aclose", None)) is not None:
             await close()  # e.g. the pool's health/metrics monitor task
         self.memory.close()
@@ -276,7 +280,7 @@ class Hive:
         await self.memory.record_task(task)
         self._pending[task.id] = _Pending(anyio.Event())
         try:
-            self.queue.put(task)
+            await self.queue.put(task)
         except Exception:
             self._pending.pop(task.id)
             await self.memory.set_status(task.id, TaskStatus.FAILED, error="queue full")
@@ -296,15 +300,31 @@ class Hive:
         handle = await self.submit(text, workspace=workspace, priority=priority, agent=agent)
         return await handle.wait()
 
-    async def _worker(self) -> None:
+    async def _worker(self, worker_id: str) -> None:
         while True:
-            task = await self.queue.claim()
-            result = await self.manager.execute(task)
-            (self.queue.complete if result.status is TaskStatus.SUCCEEDED else self.queue.fail)(task.id)
-            pending = self._pending.get(task.id)
-            if pending is not None:
-                pending.result = result
-                pending.done.set()
+            claim = await self.queue.claim(worker_id)
+            await self._run_claim(claim, worker_id)
+
+    async def _run_claim(self, claim: Claim, worker_id: str) -> None:
+        """Run one claimed task, keeping its lease alive; a lease lost to another worker abandons the run."""
+        result: TaskResult | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(keep_alive, self.queue, claim, worker_id, tg.cancel_scope)
+            result = await self.manager.execute(claim.task)
+            tg.cancel_scope.cancel()
+        if result is None:
+            log.warning("lost the lease on task %s; another worker runs it now", claim.task.id)
+            return
+        ok = result.status is TaskStatus.SUCCEEDED
+        await self.queue.finish(claim.task.id, worker_id, ok=ok, error=result.error or "")
+        pending = self._pending.get(claim.task.id)
+        if pending is not None:
+            pending.result = result
+            pending.done.set()
+
+    async def serve_forever(self) -> None:
+        """Let the workers drain the queue until cancelled (what ``mcphive worker`` does)."""
+        await anyio.sleep_forever()
 
     async def status(self, task_id: str) -> TaskStatus:
         """The task's current status (from memory, so tasks of earlier runs are found too)."""
@@ -320,17 +340,29 @@ class Hive:
         return result
 
     async def wait(self, task_id: str) -> TaskResult:
-        """Wait for a task submitted to this hive; a task of an earlier run is read from memory."""
+        """Wait for a task to end and return its result.
+
+        A task this hive's own workers run is awaited on an event; with a durable queue, any worker process may
+        run it, so the task's record in memory is polled until it has ended.
+        """
         pending = self._pending.get(task_id)
-        if pending is None:
+        if pending is None and not self.queue.durable:
             return await self._recorded(task_id)
-        await pending.done.wait()
-        assert pending.result is not None
-        return pending.result
+        while True:
+            if pending is not None:
+                with anyio.move_on_after(self.settings.queue_poll_s if self.queue.durable else math.inf):
+                    await pending.done.wait()
+                if pending.result is not None:
+                    return pending.result
+            recorded = await self._recorded(task_id)
+            if recorded.status.terminal:
+                return recorded
+            if pending is None:
+                await anyio.sleep(self.settings.queue_poll_s)
 
     async def cancel(self, task_id: str) -> bool:
         """Cancel a queued or running task; False if it had already ended."""
-        if self.queue.remove(task_id):
+        if await self.queue.remove(task_id):
             result = TaskResult(task_id=task_id, text="", status=TaskStatus.CANCELLED, error="cancelled before it ran")
             await self.memory.set_status(task_id, TaskStatus.CANCELLED, error=result.error)
             self._bus.publish(task_id, "finished", {"status": "cancelled"})

@@ -87,7 +87,16 @@ class Settings(BaseSettings):
     max_task_tokens: int | None = Field(None, ge=1, description="Hard token budget per task (subtasks included).")
     task_timeout_s: float = Field(600.0, gt=0)
     queue_max: int = Field(1000, ge=1)
-    workers: int = Field(2, ge=1, description="In-process workers that run submitted tasks.")
+    workers: int = Field(2, ge=0, description="In-process workers that run tasks (0: submit only, others run them).")
+    queue: Literal["memory", "sqlite", "postgres"] = Field(
+        "memory", description="memory: in-process; sqlite/postgres: durable, shared by `mcphive worker` processes."
+    )
+    queue_url: str | None = Field(None, description="The durable queue's database (default: data_dir/queue.db).")
+    queue_lease_s: float = Field(60.0, gt=0, description="How long a claim lasts without a heartbeat.")
+    queue_max_attempts: int = Field(3, ge=1, description="Hand-outs of a task before it is failed.")
+    queue_aging_s: float = Field(30.0, gt=0, description="Waiting this long lifts a task by one priority class.")
+    queue_poll_s: float = Field(0.2, gt=0, description="How often idle workers look for durable work.")
+    agent_limits: dict[str, int] = Field(default_factory=dict, description="Max tasks running at once per agent.")
 
     planner: bool = Field(True, description="Split compound requests ('fix X, test it, document it') into subtasks.")
     policy: PolicyConfig = Field(
@@ -128,6 +137,15 @@ class Settings(BaseSettings):
     def database_url(self) -> str:
         """SQLAlchemy URL of the episodic memory and knowledge base."""
         return f"sqlite:///{self.data_dir / 'mcphive.db'}"
+
+    @property
+    def queue_database_url(self) -> str:
+        """SQLAlchemy URL of the durable queue (its own SQLite file keeps queue writes off the memory's lock)."""
+        if self.queue_url:
+            return self.queue_url
+        if self.queue == "postgres":
+            raise ConfigError("queue 'postgres' needs queue_url, e.g. postgresql+psycopg://user@host/mcphive")
+        return f"sqlite:///{self.data_dir / 'queue.db'}"
 
     @property
     def rag_dir(self) -> Path:

@@ -1,0 +1,158 @@
+"""The SQL of the durable queue's claim and reclaim, one builder per statement.
+
+The claim order is computed in SQL so that every worker process, on every host, agrees on it:
+
+1. effective rank: the class rank (critical 0 ... low 3) minus one for every whole ``aging_s``
+   the task has waited, so no class starves;
+2. earliest deadline first among tasks of equal effective rank (tasks without one last);
+3. first in, first out (by enqueue time, then by insertion).
+
+Aging counts in whole periods, not fractions as :class:`~mcphive.router.prioritizer.Prioritizer`
+does, so that tasks of one class enqueued at different moments share an effective rank and the
+deadline can order them; across classes the two agree at every period boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Float,
+    Integer,
+    Table,
+    Update,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    select,
+    union_all,
+)
+from sqlalchemy import cast as sql_cast
+
+from mcphive.memory._queue_tables import QueueRow
+from mcphive.types import Priority
+
+__all__ = ["QUEUE", "claim_statement", "reclaim_statement", "shortlist_statement"]
+
+QUEUE = cast(Table, QueueRow.__table__)
+_C = QUEUE.c
+# Inline, not a bound parameter: the planners match it against the partial index's predicate
+# and against column statistics, which they cannot do for a parameter's unknown value.
+_QUEUED: ColumnElement[Any] = literal_column("'queued'")
+
+
+def _effective_rank(dialect: str) -> ColumnElement[Any]:
+    periods = (bindparam("now", type_=Float) - _C.enqueued_at) / bindparam("aging_s", type_=Float)
+    # SQLite has no floor() without its optional math functions; waited time is >= 0, where
+    # the cast's truncation equals floor. PostgreSQL's integer cast would round instead.
+    whole = func.floor(periods) if dialect == "postgresql" else sql_cast(periods, Integer)
+    return _C.rank - whole
+
+
+def shortlist_statement(dialect: str, excluded_agents: bool) -> CompoundSelect[Any]:
+    """The rows that can be among the best ``:k``: each class's ``:k`` oldest, and every row with a deadline.
+
+    Exact: a row without a deadline is preceded in claim order by every row of its class that
+    precedes it in (enqueued_at, seq) order (such rows never have a higher effective rank, and
+    tie-break before it), so if it is among the best ``k`` it is among its class's ``k`` oldest.
+    Rows with a deadline are all taken, so they should stay a minority. Each part is a short
+    index range scan instead of a sort of the whole queue.
+    """
+    heads = [
+        select(_C.seq)
+        .where(*_waiting(excluded_agents), _C.rank == rank)
+        .order_by(_C.enqueued_at, _C.seq)
+        .limit(bindparam("k"))
+        .subquery()
+        for rank in sorted(p.rank for p in Priority)
+    ]
+    # The partial index on rows with a deadline is the one to read. Given an index on state to
+    # choose instead, SQLite walks every queued row through it, so there the state test is hidden
+    # from its planner; PostgreSQL's picks the small partial index by itself (and, with the test
+    # hidden, scans the whole table while its statistics are young).
+    waiting = _waiting(excluded_agents)
+    if dialect == "sqlite":
+        waiting = [func.coalesce(_C.state, "") == _QUEUED, *waiting[1:]]
+    with_deadline = select(_C.seq).where(*waiting, _C.deadline.is_not(None))
+    return union_all(*(select(head.c.seq) for head in heads), with_deadline)
+
+
+def _waiting(excluded_agents: bool) -> list[ColumnElement[bool]]:
+    conditions = [_C.state == _QUEUED]
+    if excluded_agents:
+        conditions.append(_C.agent.is_(None) | _C.agent.not_in(bindparam("full", expanding=True)))
+    return conditions
+
+
+def claim_statement(dialect: str, *, excluded_agents: bool = False, shortlist: bool = True) -> Update:
+    """``UPDATE`` the best ``:n`` queued rows to claimed by ``:worker`` and return them.
+
+    One statement, so the pick and the update share a transaction: PostgreSQL locks the picked
+    rows with ``FOR UPDATE SKIP LOCKED`` (concurrent claimers pass over them instead of waiting);
+    SQLite runs it under the write lock its ``BEGIN IMMEDIATE`` took. The pick is a
+    materialised CTE joined by key, so the ``LIMIT`` is evaluated exactly once.
+
+    With ``shortlist`` the pick sorts only the keys :func:`shortlist_statement` returned (bind
+    ``shortlist``); without, the whole queue: the fallback for when candidates locked by other
+    claimers left the batch short.
+
+    Binds: ``now``, ``aging_s``, ``n``, ``worker``, ``expires``; ``shortlist`` with ``shortlist``; with
+    ``excluded_agents``, also ``full`` (expanding: agents at their concurrency limit).
+    """
+    if shortlist:
+        # Literal keys, fetched by a statement of their own, and a state test no index can serve:
+        # both planners then read the keys by primary key. Otherwise they trust the (on a queue
+        # table, usually stale) statistics that call state = 'queued' selective, and scan it.
+        waiting = [func.coalesce(_C.state, "") == "queued", *_waiting(excluded_agents)[1:]]
+        pick = select(_C.seq).where(*waiting, _C.seq.in_(bindparam("shortlist", expanding=True)))
+    else:
+        pick = select(_C.seq).where(*_waiting(excluded_agents))
+    order = (_effective_rank(dialect), _C.deadline.asc().nulls_last(), _C.enqueued_at, _C.seq)
+    pick = pick.order_by(*order).limit(bindparam("n"))
+    picked = pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+    now = bindparam("now", type_=Float)
+    return (
+        QUEUE.update()
+        .where(_C.seq == picked.c.seq, _C.state == "queued")
+        .values(
+            state="claimed",
+            lease_owner=bindparam("worker"),
+            lease_expires_at=bindparam("expires", type_=Float),
+            heartbeat_at=now,
+            attempts=_C.attempts + 1,
+        )
+        .returning(_C.task_id, _C.payload, _C.attempts, _C.rank, _C.enqueued_at, _C.deadline, _C.seq)
+    )
+
+
+def reclaim_statement() -> Update:
+    """Re-queue claimed rows whose lease ran out before ``:now``; fail those claimed ``:max_attempts`` times.
+
+    A worker that died stops heartbeating, its lease expires, and the next claim puts the task
+    back in line (its attempt count already says how often it was handed out).
+    """
+    now = bindparam("now", type_=Float)
+    expired = (
+        select(_C.seq)
+        .where(_C.state == "claimed", _C.lease_expires_at < now)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    exhausted = _C.attempts >= bindparam("max_attempts")
+    return (
+        QUEUE.update()
+        .where(_C.seq.in_(expired))
+        .values(
+            state=case((exhausted, "failed"), else_="queued"),
+            lease_owner=None,
+            lease_expires_at=None,
+            finished_at=case((exhausted, now), else_=None),
+            error=case(
+                (exhausted, "the lease expired on every attempt: the workers running it died or stalled"),
+                else_=_C.error,
+            ),
+        )
+    )

@@ -1,0 +1,327 @@
+"""The blocking durable task queue; :mod:`mcphive.router.queue_sql` is its public face.
+
+The prioritizer's ``put / claim / complete / fail`` seam, persisted with SQLAlchemy.
+
+SQLite by default (one host, many processes), PostgreSQL to scale out (many ``mcphive worker``
+processes on many hosts). A claim hands a task out under a *lease*: the worker heartbeats to
+keep it, and completes or fails it; only the lease's owner may. A task whose worker died is
+claimable again once its lease expires, until it has been handed out ``max_attempts`` times.
+The claim order (class rank with aging, deadline, FIFO) is in :mod:`._queue_statements`.
+
+:class:`SyncDurableQueue` is the blocking implementation; :class:`DurableQueue` runs each of
+its methods in a worker thread (``.sync`` reaches the blocking one). Times are UNIX seconds on
+the queue's clock; pass ``clock`` to test aging and expiry without waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mcphive.errors import InvalidTask, QueueFull, UsageError
+from mcphive.memory._engine import create_store_engine, migrate, transaction, writer
+from mcphive.types import Task
+
+from ._queue_statements import QUEUE, claim_statement, reclaim_statement, shortlist_statement
+from .prioritizer import QueueStats
+
+__all__ = ["Lease", "QueueEntry", "SyncDurableQueue"]
+
+log = logging.getLogger(__name__)
+
+_C = QUEUE.c
+# Arbitrary but fixed: serialises puts on PostgreSQL so that the size bound holds across hosts.
+_PG_PUT_LOCK = 0x6D717075
+_RANK_NAMES = {0: "critical", 1: "high", 2: "normal", 3: "low"}
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A claimed task and the terms it was handed out on."""
+
+    task: Task
+    worker_id: str
+    attempt: int
+    """1 on the first hand-out, 2 after one expired lease, ..."""
+    expires_at: float
+    deadline: float | None = None
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """Where one task stands in the queue."""
+
+    task_id: str
+    state: str
+    """``queued``, ``claimed``, ``done`` or ``failed``."""
+    attempts: int
+    lease_owner: str | None
+    lease_expires_at: float | None
+    error: str | None
+
+
+class SyncDurableQueue:
+    """A bounded, leased priority queue in a SQL database.
+
+    Args:
+        engine: the database, already migrated (see :meth:`open`).
+        max_size: most tasks waiting; :meth:`put` raises :class:`QueueFull` beyond it.
+        aging_s: seconds of waiting that lift a task by one priority class.
+        lease_s: default lease length of :meth:`claim` and :meth:`heartbeat`.
+        max_attempts: hand-outs after which an expired lease fails the task instead of re-queueing it.
+        agent_limits: most tasks claimed at once per agent name (others unlimited).
+        clock: UNIX seconds; injectable for tests.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_size: int = 1000,
+        aging_s: float = 30.0,
+        lease_s: float = 60.0,
+        max_attempts: int = 3,
+        agent_limits: Mapping[str, int] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if aging_s <= 0 or lease_s <= 0 or max_attempts < 1 or max_size < 1:
+            raise UsageError("queue settings must be positive: max_size, aging_s, lease_s and max_attempts >= 1")
+        self.engine = engine
+        self._writer = writer(engine)
+        self._max_size, self._aging_s, self._lease_s = max_size, aging_s, lease_s
+        self._max_attempts = max_attempts
+        self._limits = dict(agent_limits or {})
+        self._clock = clock
+        self._dialect = engine.dialect.name
+        # Keyed by (agents excluded, shortlist): see claim_statement.
+        self._claims = {
+            (excluding, shortlist): claim_statement(self._dialect, excluded_agents=excluding, shortlist=shortlist)
+            for excluding in (False, True)
+            for shortlist in (False, True)
+        }
+        self._shortlists = {excluding: shortlist_statement(self._dialect, excluding) for excluding in (False, True)}
+        self._reclaim = reclaim_statement()
+
+    @classmethod
+    def open(cls, url: str, **options: Any) -> Self:
+        """Open the database at ``url`` and migrate it to the newest schema; ``options`` as for the constructor.
+
+        Raises:
+            StoreError: the URL is invalid, the database cannot be reached, or migration failed.
+        """
+        engine = create_store_engine(url)
+        try:
+            migrate(engine)
+            return cls(engine, **options)
+        except BaseException:
+            engine.dispose()
+            raise
+
+    def close(self) -> None:
+        """Close every pooled connection; the queue must not be used afterwards."""
+        self.engine.dispose()
+
+    def __len__(self) -> int:
+        with transaction(self.engine, "count the queued tasks") as session:
+            return self._queued(session)
+
+    def _queued(self, session: Session, *, up_to: int | None = None) -> int:
+        waiting = select(_C.seq).where(_C.state == "queued")
+        if up_to is not None:
+            # Counting stops at the bound: a put costs O(max_size), not O(queue length).
+            waiting = waiting.limit(up_to)
+        return int(session.scalar(select(func.count()).select_from(waiting.subquery())) or 0)
+
+    def put(self, task: Task, *, deadline: float | None = None) -> None:
+        """Queue ``task``; ``deadline`` (UNIX seconds) orders it before later deadlines of equal rank.
+
+        Raises:
+            QueueFull: ``max_size`` tasks are waiting already.
+            InvalidTask: a task with this id is in the queue already.
+            StoreError: the database failed.
+        """
+        self.put_many([task], deadlines=[deadline])
+
+    def put_many(self, tasks: Sequence[Task], *, deadlines: Sequence[float | None] | None = None) -> None:
+        """Queue ``tasks`` in one transaction, all or none, in their order; see :meth:`put`."""
+        if deadlines is not None and len(deadlines) != len(tasks):
+            raise UsageError(f"put_many got {len(tasks)} tasks but {len(deadlines)} deadlines; pass one per task")
+        if not tasks:
+            return
+        now = self._clock()
+        rows = [
+            {
+                "task_id": task.id,
+                "payload": task.model_dump(mode="json"),
+                "rank": task.priority.rank,
+                "tenant": task.principal.tenant,
+                "agent": task.agent,
+                "enqueued_at": now,
+                "deadline": deadlines[i] if deadlines is not None else None,
+                "state": "queued",
+                "attempts": 0,
+            }
+            for i, task in enumerate(tasks)
+        ]
+        with transaction(self._writer, "queue tasks") as session:
+            if self._dialect == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_PUT_LOCK})
+            waiting = self._queued(session, up_to=self._max_size)
+            if waiting + len(rows) > self._max_size:
+                raise QueueFull(
+                    f"the durable task queue is full ({waiting} or more waiting, at most {self._max_size}); "
+                    "retry later, add workers or raise the queue size"
+                )
+            try:
+                session.execute(QUEUE.insert(), rows)
+            except IntegrityError as e:
+                raise InvalidTask(
+                    "a task with one of these ids is already in the queue; give each task a new id"
+                ) from e
+
+    def claim(self, worker_id: str, *, lease_s: float | None = None) -> Lease | None:
+        """Hand the next task to ``worker_id`` under a lease, or return None when nothing is waiting."""
+        leases = self.claim_many(worker_id, 1, lease_s=lease_s)
+        return leases[0] if leases else None
+
+    def claim_many(self, worker_id: str, n: int, *, lease_s: float | None = None) -> list[Lease]:
+        """Hand up to ``n`` tasks to ``worker_id`` at once, best first; expired leases are re-queued first.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        now = self._clock()
+        expires = now + (lease_s if lease_s is not None else self._lease_s)
+        with transaction(self._writer, "claim tasks") as session:
+            session.execute(self._reclaim, {"now": now, "max_attempts": self._max_attempts})
+            params: dict[str, Any] = {"now": now, "aging_s": self._aging_s, "n": n, "worker": worker_id}
+            if self._limits:
+                n = self._limit_batch(session, params, n)
+                if n == 0:
+                    return []
+            rows = self._pick(session, {**params, "n": n, "expires": expires})
+        # RETURNING gives no order; hand the batch out best first.
+        rows.sort(
+            key=lambda r: (
+                r.rank - int((now - r.enqueued_at) // self._aging_s),
+                r.deadline if r.deadline is not None else float("inf"),
+                r.enqueued_at,
+                r.seq,
+            )
+        )
+        return [Lease(Task.model_validate(r.payload), worker_id, r.attempts, expires, r.deadline) for r in rows]
+
+    def _pick(self, session: Session, params: dict[str, Any]) -> list[Any]:
+        excluding = bool(params.get("full"))
+        # Room for the rows other claimers hold locked right now, which the shortlist still names.
+        keys = session.scalars(self._shortlists[excluding], {**params, "k": 4 * params["n"] + 16}).all()
+        rows: list[Any] = []
+        if keys:
+            rows = list(session.execute(self._claims[excluding, True], {**params, "shortlist": list(keys)}).all())
+        if len(rows) < params["n"]:
+            rows += session.execute(self._claims[excluding, False], {**params, "n": params["n"] - len(rows)}).all()
+        return rows
+
+    def _limit_batch(self, session: Session, params: dict[str, Any], n: int) -> int:
+        """Exclude agents at their limit; shrink the batch so no limited agent can pass its limit."""
+        if self._dialect == "postgresql":
+            # Counting claimed rows is only exact while no other claimer counts at the same time.
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_PUT_LOCK + 1})
+        counts: dict[str, int] = dict(
+            session.execute(
+                select(_C.agent, func.count())
+                .where(_C.state == "claimed", _C.agent.in_(list(self._limits)))
+                .group_by(_C.agent)
+            ).all()
+        )
+        room = {agent: limit - counts.get(agent, 0) for agent, limit in self._limits.items()}
+        params["full"] = [agent for agent, left in room.items() if left <= 0]
+        open_rooms = [left for left in room.values() if left > 0]
+        return int(min([n, *open_rooms]))
+
+    def heartbeat(self, task_id: str, worker_id: str, *, lease_s: float | None = None) -> bool:
+        """Extend ``worker_id``'s lease on ``task_id``; False when it holds the lease no longer (stop working)."""
+        now = self._clock()
+        values = {"lease_expires_at": now + (lease_s if lease_s is not None else self._lease_s), "heartbeat_at": now}
+        return self._update_owned(task_id, worker_id, values, "extend a lease")
+
+    def complete(self, task_id: str, worker_id: str) -> bool:
+        """Mark ``task_id`` done; False (and nothing changes) when ``worker_id`` no longer holds its lease."""
+        return self.complete_many([task_id], worker_id) == 1
+
+    def complete_many(self, task_ids: Sequence[str], worker_id: str) -> int:
+        """Mark several of ``worker_id``'s tasks done in one transaction; returns how many it still held."""
+        values = {"state": "done", "lease_owner": None, "lease_expires_at": None, "finished_at": self._clock()}
+        with transaction(self._writer, "complete tasks") as session:
+            result = session.execute(self._owned(task_ids, worker_id).values(values))
+            return int(getattr(result, "rowcount", 0))
+
+    def fail(self, task_id: str, worker_id: str, *, error: str = "", retry: bool = False) -> bool:
+        """Mark ``task_id`` failed, or queue it again with ``retry`` while attempts remain.
+
+        Returns False (and changes nothing) when ``worker_id`` no longer holds the lease.
+        """
+        with transaction(self._writer, "fail a task") as session:
+            row = session.execute(
+                select(_C.attempts).where(_C.task_id == task_id, _C.state == "claimed", _C.lease_owner == worker_id)
+            ).first()
+            if row is None:
+                return False
+            again = retry and row.attempts < self._max_attempts
+            values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None, "error": error or None}
+            values.update(state="queued") if again else values.update(state="failed", finished_at=self._clock())
+            session.execute(self._owned([task_id], worker_id).values(values))
+            return True
+
+    def _owned(self, task_ids: Sequence[str], worker_id: str) -> Any:
+        return QUEUE.update().where(_C.task_id.in_(list(task_ids)), _C.state == "claimed", _C.lease_owner == worker_id)
+
+    def _update_owned(self, task_id: str, worker_id: str, values: dict[str, Any], what: str) -> bool:
+        with transaction(self._writer, what) as session:
+            result = session.execute(self._owned([task_id], worker_id).values(values))
+            return int(getattr(result, "rowcount", 0)) == 1
+
+    def remove(self, task_id: str) -> bool:
+        """Drop a queued (not yet claimed) task; True if it was queued."""
+        with transaction(self._writer, "remove a task") as session:
+            result = session.execute(QUEUE.delete().where(_C.task_id == task_id, _C.state == "queued"))
+            return int(getattr(result, "rowcount", 0)) == 1
+
+    def entry(self, task_id: str) -> QueueEntry | None:
+        """Where ``task_id`` stands, or None when it was never queued (or was removed or purged)."""
+        with transaction(self.engine, "read a queue entry") as session:
+            row = session.execute(
+                select(_C.task_id, _C.state, _C.attempts, _C.lease_owner, _C.lease_expires_at, _C.error).where(
+                    _C.task_id == task_id
+                )
+            ).first()
+        return None if row is None else QueueEntry(*row)
+
+    def stats(self) -> QueueStats:
+        """Counts by state, and queued tasks by priority class."""
+        with transaction(self.engine, "count the queue") as session:
+            by_state: dict[str, int] = dict(session.execute(select(_C.state, func.count()).group_by(_C.state)).all())
+            queued = select(_C.rank, func.count()).where(_C.state == "queued").group_by(_C.rank)
+            by_rank: dict[int, int] = dict(session.execute(queued).all())
+        return QueueStats(
+            queued=by_state.get("queued", 0),
+            running=by_state.get("claimed", 0),
+            completed=by_state.get("done", 0),
+            failed=by_state.get("failed", 0),
+            per_class={name: by_rank.get(rank, 0) for rank, name in _RANK_NAMES.items()},
+        )
+
+    def purge(self, finished_before: float) -> int:
+        """Delete done and failed tasks that finished before ``finished_before``; returns how many."""
+        with transaction(self._writer, "purge finished tasks") as session:
+            result = session.execute(
+                QUEUE.delete().where(_C.state.in_(("done", "failed")), _C.finished_at < finished_before)
+            )
+            return int(getattr(result, "rowcount", 0))
