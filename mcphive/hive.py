@@ -33,6 +33,7 @@ from mcphive.memory import EpisodicMemory
 from mcphive.router.cascade import RoutingCascade
 from mcphive.router.corrections import CorrectionLog
 from mcphive.router.events import EventBus
+from mcphive.router.llm_router import LLMRouter
 from mcphive.router.manager import AgentManager, ManagerDeps
 from mcphive.router.planner import Planner
 from mcphive.router.queues import Claim, TaskQueue, keep_alive, open_queue
@@ -119,6 +120,10 @@ class Hive:
             semantic,
             threshold=settings.route_threshold,
             extra_rules=settings.rules,
+            llm=LLMRouter({n: s.description for n, s in self.specs.items()}, self.model)
+            if settings.llm_router
+            else None,
+            llm_below=settings.llm_router_below,
         )
         self.queue: TaskQueue = open_queue(settings)
         self.manager = AgentManager(

@@ -112,6 +112,10 @@ class Settings(BaseSettings):
         description="Below this calibrated probability of the best agent (or when the task is unlike every example) "
         "a task is out of scope.",
     )
+    llm_router: bool = Field(False, description="Ask the model when the semantic stage is unsure (for strong models).")
+    llm_router_below: float = Field(
+        0.6, ge=0, le=1, description="The semantic probability under which the LLM decides."
+    )
     rules: list[RouteRule] = Field(default_factory=list)
     agents: list[AgentConfig] = Field(default_factory=list, description="Extra specialists: [[agents]] tables.")
 

@@ -93,7 +93,7 @@ class Principal(_Model):
     user: str = "local"
 
 
-RouteStage = Literal["explicit", "rule", "semantic", "out_of_scope", "plan"]
+RouteStage = Literal["explicit", "rule", "semantic", "llm", "out_of_scope", "plan"]
 ChosenBy = Literal["survey", "model"]
 
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from mcphive.errors import UnknownAgent
+from mcphive.router.llm_router import LLMRouter
 from mcphive.router.semantic import SemanticRouter
 from mcphive.settings import RouteRule
 from mcphive.types import Route
@@ -29,6 +30,8 @@ class RoutingCascade:
         *,
         threshold: float,
         extra_rules: Sequence[RouteRule] = (),
+        llm: LLMRouter | None = None,
+        llm_below: float = 0.6,
     ) -> None:
         self.agents = tuple(agents)
         for rule in extra_rules:
@@ -39,6 +42,8 @@ class RoutingCascade:
         self._rules = compiled
         self._semantic = semantic
         self.threshold = threshold
+        self._llm = llm
+        self._llm_below = llm_below
 
     def _by_rules(self, text: str) -> set[str]:
         return {agent for pattern, agent in self._rules if pattern.search(text)}
@@ -64,6 +69,10 @@ class RoutingCascade:
                 c for c in candidates if c.agent not in matched
             ]
         best, runners = candidates[0], candidates[1:4]
+        if self._llm is not None and not matched and best.score < self._llm_below:
+            decided = await self._llm.decide(text, candidates)
+            if decided is not None:
+                return decided
         if (best.score < self.threshold or not assessment.familiar) and not matched:
             why = (
                 f"no agent scored above {self.threshold}"
