@@ -17,7 +17,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def machine() -> dict[str, Any]:
     """What ran the benchmark."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in ("mcphive", "mcp", "langgraph", "sqlalchemy", "sentence-transformers", "torch"):
         try:
             versions[dist] = metadata.version(dist)
