@@ -15,7 +15,20 @@ from rich.console import Console
 from mcphive.settings import Settings, load_settings
 from mcphive.types import Route, TaskResult, TaskStatus
 
-__all__ = ["agents", "demo", "doctor", "history", "ingest", "install", "route", "run", "search", "serve", "worker"]
+__all__ = [
+    "agents",
+    "demo",
+    "doctor",
+    "history",
+    "ingest",
+    "install",
+    "pool",
+    "route",
+    "run",
+    "search",
+    "serve",
+    "worker",
+]
 
 out = Console(soft_wrap=False)
 if not out.is_terminal and "COLUMNS" not in os.environ:
@@ -277,4 +290,29 @@ def worker(args: argparse.Namespace) -> int:
             await hive.serve_forever()
 
     anyio.run(go)
+    return 0
+
+
+def pool(args: argparse.Namespace) -> int:
+    """``mcphive pool up|status|serve``: run, inspect or front a pool of model servers."""
+    from mcphive import _pool_cli as p
+    from mcphive._serve import _host_port
+
+    settings = _settings(args)
+
+    def say(line: str) -> None:
+        err.print(line, highlight=False)
+
+    if args.pool_command == "up":
+        return p.pool_up(settings, args.members, command=args.server_command, model=args.model_id,
+                         base_port=args.base_port, say=say)  # fmt: skip
+    if args.pool_command == "status":
+        rows = p.pool_status(settings)
+        if args.json:
+            _print_json(rows)
+        else:
+            out.print(p.format_status(rows), highlight=False)
+        return 0
+    host, port = _host_port(args.http)
+    p.pool_serve(settings, host, port, say=say)
     return 0

@@ -57,12 +57,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("host", choices=["claude-desktop"])
     p.add_argument("--write", action="store_true", help="merge the entry into the config file instead of printing it")
     p.add_argument("--config-file", help="the claude_desktop_config.json to write (default: the platform's)")
+    _add_pool_parser(sub)
     p = sub.add_parser("worker", help="run tasks from the durable queue (queue = sqlite or postgres) until stopped")
     p.add_argument("-c", "--concurrency", type=int, default=2, help="tasks this process runs at once (default: 2)")
     sub.add_parser("doctor", help="which backends, stores and models are available, and why not")
     p = sub.add_parser("demo", help="run the six agents on a copy of the bundled example project")
     p.add_argument("--keep", action="store_true", help="keep the temporary workspace")
     return parser
+
+
+def _add_pool_parser(sub: Any) -> None:
+    p = sub.add_parser("pool", help="start, inspect or serve a pool of model servers")
+    actions = p.add_subparsers(dest="pool_command", metavar="ACTION", required=True)
+    q = actions.add_parser("up", help="start one member per GPU or MIG slice (llama.cpp without GPUs) until Ctrl-C")
+    q.add_argument("-n", "--members", type=int, help="how many members (default: every GPU slot; 2 without GPUs)")
+    q.add_argument("--server-command", help="GPU server command (default: 'vllm serve')")
+    q.add_argument("--model-id", help="model the GPU members serve, e.g. Qwen/Qwen3-8B (required on GPUs)")
+    q.add_argument("--base-port", type=int, default=8000, help="member i listens on base port + i (default: 8000)")
+    actions.add_parser("status", help="health, breaker, load and prefix-cache hit rate of each pool member")
+    q = actions.add_parser("serve", help="serve an OpenAI-compatible API over pool_members")
+    q.add_argument("--http", metavar="HOST:PORT", default="127.0.0.1:8080", help="where to listen")
 
 
 def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -80,6 +94,7 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
         "doctor": c.doctor,
         "demo": c.demo,
         "worker": c.worker,
+        "pool": c.pool,
     }
 
 

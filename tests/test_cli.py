@@ -57,6 +57,8 @@ def test_route_json_explains_the_decision(tmp_path: Path) -> None:
         (["history", "ffffffff"], "no task"),
         (["--model", "openai", "run", "lint", "--workspace", "."], "needs a server URL; set openai_base_url"),
         (["--model", "anthropic", "run", "lint", "--workspace", "."], "needs an API key; set ANTHROPIC_API_KEY"),
+        (["pool", "status"], "no pool to inspect; set pool_members"),
+        (["worker"], "mcphive worker needs a durable queue"),
     ],
 )
 def test_bad_input_prints_one_line_and_exits_2_without_a_traceback(

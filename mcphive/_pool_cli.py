@@ -1,0 +1,251 @@
+"""The CLI's ``pool`` commands: ``pool up`` (start members), ``pool status`` and ``pool serve`` (the HTTP front)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx2
+
+from mcphive.errors import ModelUnavailable, UsageError
+from mcphive.inference.pool.inventory import DeviceInventory, MemberPlan, detect_inventory, plan_members
+from mcphive.settings import Settings
+
+__all__ = ["RunningPool", "format_status", "pool_serve", "pool_status", "pool_up", "start_members"]
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class RunningPool:
+    """Members started from a plan; :meth:`stop` ends them (SIGTERM, then SIGKILL after ``grace`` seconds)."""
+
+    plans: list[MemberPlan]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    grace: float = 10.0
+
+    @property
+    def urls(self) -> list[str]:
+        """The members' ``/v1`` roots, what ``pool_members`` takes."""
+        return [plan.url for plan in self.plans]
+
+    def exited(self) -> list[int]:
+        """Indexes of members whose process has ended."""
+        return [i for i, process in enumerate(self.processes) if process.poll() is not None]
+
+    def stop(self) -> None:
+        """Stop every member that is still running."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=self.grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_healthy(plan: MemberPlan, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx2.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if client.get(f"{plan.url}/models").status_code == 200:
+                    return
+            except httpx2.TransportError:
+                pass
+            time.sleep(0.2)  # polling a child process from synchronous code; nothing to wait on instead
+    tail = plan.log_path.read_text(errors="replace")[-2000:] if plan.log_path.exists() else "(no log)"
+    state = f"exited with {process.returncode}" if process.poll() is not None else f"not healthy after {timeout:g} s"
+    raise ModelUnavailable(
+        f"pool member {plan.index} ({plan.device}, {plan.url}) {state}; see {plan.log_path}, which ends:\n{tail}"
+    )
+
+
+def start_members(plans: Sequence[MemberPlan], *, start_timeout: float = 600.0) -> RunningPool:
+    """Start every planned member and block until each answers ``/v1/models``.
+
+    Blocking: call it from synchronous code or through ``anyio.to_thread.run_sync``.
+
+    Raises:
+        ModelUnavailable: a member exited or did not answer within ``start_timeout``; all are stopped.
+    """
+    running = RunningPool(list(plans))
+    try:
+        for plan in plans:
+            plan.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with plan.log_path.open("ab") as log:
+                env = os.environ | dict(plan.env)
+                running.processes.append(subprocess.Popen(plan.argv, stdout=log, stderr=subprocess.STDOUT, env=env))
+        for plan, process in zip(plans, running.processes, strict=True):
+            _wait_healthy(plan, process, start_timeout)
+    except BaseException:
+        running.stop()
+        raise
+    return running
+
+
+def _plan(
+    settings: Settings, n: int | None, command: str | None, model: str | None, base_port: int
+) -> list[MemberPlan]:
+    inventory = detect_inventory()
+    if not inventory.slots:
+        return _cpu_plan(settings, inventory, n, base_port)
+    if model is None:
+        raise UsageError("this machine has GPUs: name the model the members serve, e.g. --model-id Qwen/Qwen3-8B")
+    served = settings.pool_model if settings.pool_model != "default" else None
+    log_dir = settings.data_dir / "pool"
+    plans = plan_members(
+        inventory,
+        command=command or "vllm serve",
+        base_port=base_port,
+        model=model,
+        served_name=served,
+        log_dir=log_dir,
+    )
+    return plans[:n] if n else plans
+
+
+def _cpu_plan(settings: Settings, inventory: DeviceInventory, n: int | None, base_port: int) -> list[MemberPlan]:
+    from mcphive.inference.local import default_gguf_path
+
+    path = settings.local_model_path or default_gguf_path()
+    served = settings.pool_model if settings.pool_model != "default" else "smollm2"
+    return plan_members(
+        inventory,
+        model=str(path),
+        served_name=served,
+        base_port=base_port,
+        cpu_members=n or 2,
+        log_dir=settings.data_dir / "pool",
+        cpu_args=(
+            *("--n_threads", str(settings.local_threads), "--n_threads_batch", str(settings.local_threads)),
+            *("--n_ctx", str(settings.local_context), "--interrupt_requests", "false"),
+        ),
+    )
+
+
+def pool_up(
+    settings: Settings,
+    n: int | None = None,
+    *,
+    command: str | None = None,
+    model: str | None = None,
+    base_port: int = 8000,
+    say: Say,
+    stop: threading.Event | None = None,
+) -> int:
+    """Start the planned members, print them, and keep them running until Ctrl-C (or ``stop`` is set).
+
+    Args:
+        settings: Where logs go (``data_dir/pool``), the CPU model and the served model name.
+        n: How many members: on GPUs the first ``n`` slots (default: all), on a CPU machine ``n`` (default: 2).
+        command: The GPU server command (default ``vllm serve``).
+        model: The model GPU members serve (required on GPUs).
+        base_port: Member ``i`` listens on ``base_port + i``.
+        say: Where lines of output go.
+        stop: Set it to stop the members (tests); Ctrl-C does the same.
+
+    Returns:
+        0 when stopped on request, 1 when a member exited on its own.
+    """
+    running = start_members(_plan(settings, n, command, model, base_port))
+    try:
+        for plan in running.plans:
+            say(f"member {plan.index}: {plan.device:<22} {plan.url}  log {plan.log_path}")
+        say(f"pool_members = {json.dumps(running.urls)}")
+        say("members are up; Ctrl-C stops them")
+        stop = stop or threading.Event()
+        while not stop.wait(0.5) and not running.exited():
+            pass  # Event.wait wakes on Ctrl-C too, so the members are stopped at once
+        if dead := running.exited():
+            say(f"member(s) {', '.join(map(str, dead))} exited; stopping the pool (see their logs)")
+            return 1
+        return 0
+    except KeyboardInterrupt:
+        say("stopping the members")
+        return 0
+    finally:
+        running.stop()
+
+
+def pool_status(settings: Settings) -> list[dict[str, Any]]:
+    """One poll of every member in ``pool_members``: health, breaker, load and prefix-cache hit rate.
+
+    Raises:
+        UsageError: ``pool_members`` is empty.
+    """
+    if not settings.pool_members:
+        raise UsageError('no pool to inspect; set pool_members, e.g. ["http://127.0.0.1:8000/v1"], or run `pool up`')
+    return anyio.run(_poll, settings)
+
+
+async def _poll(settings: Settings) -> list[dict[str, Any]]:
+    from mcphive.inference.pool import PoolModel
+
+    pool = PoolModel(settings.pool_members, settings.pool_model, timeout=min(settings.model_timeout_s, 10.0))
+    try:
+        await pool.refresh()
+        rows = []
+        for member, state in zip(pool.members, pool.status(), strict=True):
+            metrics = member.metrics
+            load = state["load"]
+            rows.append(
+                {
+                    "url": member.url,
+                    "breaker": state["breaker"],
+                    "models": sorted(member.served_models or ()),
+                    "load": None if isinstance(load, float) and math.isinf(load) else load,
+                    "kv_cache_usage": metrics.kv_cache_usage if metrics else None,
+                    "prefix_hit_rate": metrics.prefix_hit_rate if metrics else None,
+                    "last_error": state["last_error"],
+                }
+            )
+        return rows
+    finally:
+        await pool.aclose()
+
+
+def format_status(rows: Sequence[dict[str, Any]]) -> str:
+    """``pool_status`` rows as a plain table."""
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0%}"
+
+    lines = [f"{'member':<32} {'breaker':<9} {'load':>5} {'kv':>5} {'hits':>5}  models / last error"]
+    for r in rows:
+        load = "-" if r["load"] is None else f"{r['load']:g}"
+        tail = ", ".join(r["models"]) or r["last_error"] or "-"
+        line = (
+            f"{r['url']:<32} {r['breaker']:<9} {load:>5} {pct(r['kv_cache_usage']):>5} {pct(r['prefix_hit_rate']):>5}"
+        )
+        lines.append(f"{line}  {tail}")
+    return "\n".join(lines)
+
+
+def pool_serve(settings: Settings, host: str, port: int, *, say: Say) -> None:
+    """Serve the OpenAI-compatible front over ``pool_members`` until stopped (blocking).
+
+    Raises:
+        ConfigError: no members, or auth is required (off loopback) and no token is configured.
+    """
+    import uvicorn
+
+    from mcphive._backends import build_model
+    from mcphive.inference.pool import PoolModel
+    from mcphive.inference.pool.front import build_front
+
+    pool = build_model(settings.model_copy(update={"model": "pool"}))
+    assert isinstance(pool, PoolModel)  # model "pool" always builds one
+    app = build_front(pool, settings.policy, bind_host=host)
+    say(f"OpenAI-compatible front on http://{host}:{port}/v1 over {len(pool.members)} member(s)")
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", ws="none")).run()

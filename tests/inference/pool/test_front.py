@@ -1,0 +1,145 @@
+"""The OpenAI-compatible front, served by uvicorn over a pool of two real llama.cpp members."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import httpx2
+import pytest
+import uvicorn
+
+from mcphive.inference.pool import PoolLauncher, PoolModel
+from mcphive.inference.pool.front import build_front
+from mcphive.inference.pool.metrics import parse_prometheus
+from mcphive.policy import PolicyConfig, RateLimit, TokenSpec
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "s3cret-token"
+CHAT = {"model": "smollm2", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
+
+
+def _policy(rate: RateLimit | None = None) -> PolicyConfig:
+    tokens = [TokenSpec.model_validate({"name": "ci", "token": TOKEN})]
+    return PolicyConfig(tokens=tokens, rate_limit=rate or RateLimit())
+
+
+@asynccontextmanager
+async def _serve(launcher: PoolLauncher, policy: PolicyConfig) -> AsyncIterator[httpx2.AsyncClient]:
+    """The front on a free loopback port, and a client pointed at it."""
+    app = build_front(PoolModel(launcher.urls, "smollm2", policy="round_robin"), policy)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="on")
+    server = uvicorn.Server(config)
+    # A socket listening before uvicorn starts: requests queue in its backlog until the front is up,
+    # so nothing has to poll for readiness.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        port = sock.getsockname()[1]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: server.serve(sockets=[sock]))
+            async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+                yield client
+            server.should_exit = True
+
+
+def _auth() -> dict[str, str]:
+    return {"authorization": f"Bearer {TOKEN}"}
+
+
+async def test_a_chat_completion_comes_back_in_openai_shape_and_is_counted(launcher: PoolLauncher) -> None:
+    async with _serve(launcher, _policy()) as client:
+        response = await client.post("/v1/chat/completions", json=CHAT, headers=_auth())
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["object"] == "chat.completion"
+        assert body["model"] == "smollm2"
+        assert body["choices"][0]["message"]["role"] == "assistant"
+        assert body["choices"][0]["message"]["content"].strip()
+        assert body["usage"]["completion_tokens"] >= 1
+
+        page = await client.get("/metrics", headers=_auth())
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in parse_prometheus(page.text)}
+        served = sum(v for (name, _), v in samples.items() if name == "mcphive_pool_member_served_total")
+        assert served == 1
+        assert samples[("mcphive_front_requests_total", (("code", "200"), ("route", "chat")))] == 1
+        closed = [
+            v for (name, labels), v in samples.items() if name.endswith("breaker_state") and "closed" in labels[1]
+        ]
+        assert closed == [1, 1]
+
+
+async def test_a_streamed_completion_arrives_as_server_sent_events_ending_in_done(launcher: PoolLauncher) -> None:
+    async with _serve(launcher, _policy()) as client:
+        events: list[str] = []
+        async with client.stream("POST", "/v1/chat/completions", json=CHAT | {"stream": True}, headers=_auth()) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+            async for line in r.aiter_lines():
+                if line.startswith("data: "):
+                    events.append(line.removeprefix("data: "))
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text.strip()
+
+
+async def test_requests_without_a_valid_token_get_401_but_health_stays_open(launcher: PoolLauncher) -> None:
+    async with _serve(launcher, _policy()) as client:
+        missing = await client.post("/v1/chat/completions", json=CHAT)
+        wrong = await client.get("/v1/models", headers={"authorization": "Bearer nope"})
+        health = await client.get("/health")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert "bearer token" in missing.json()["error"]["message"]
+    assert wrong.status_code == 401
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "members": 2}
+
+
+async def test_a_key_over_its_rate_limit_gets_429_with_retry_after(launcher: PoolLauncher) -> None:
+    async with _serve(launcher, _policy(RateLimit(per_second=0.01, burst=2))) as client:
+        codes = [(await client.get("/v1/models", headers=_auth())).status_code for _ in range(2)]
+        refused = await client.get("/v1/models", headers=_auth())
+    assert codes == [200, 200]
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"]["type"] == "rate_limit_exceeded"
+
+
+async def test_models_lists_what_the_members_serve(launcher: PoolLauncher) -> None:
+    async with _serve(launcher, _policy()) as client:
+        response = await client.get("/v1/models", headers=_auth())
+    assert [m["id"] for m in response.json()["data"]] == ["smollm2"]
+
+
+async def test_a_body_that_is_not_a_chat_request_gets_400_naming_the_problem(launcher: PoolLauncher) -> None:
+    async with _serve(launcher, _policy()) as client:
+        response = await client.post("/v1/chat/completions", json={"model": "smollm2"}, headers=_auth())
+    assert response.status_code == 400
+    assert "messages" in response.json()["error"]["message"]
+
+
+async def test_the_official_openai_client_gets_plain_and_streamed_replies(launcher: PoolLauncher) -> None:
+    openai = pytest.importorskip("openai")
+    async with _serve(launcher, _policy()) as client:
+        sdk = openai.AsyncOpenAI(base_url=f"{client.base_url}/v1", api_key=TOKEN, max_retries=0)
+        try:
+            reply = await sdk.chat.completions.create(model="smollm2", messages=CHAT["messages"], max_tokens=8)
+            stream = await sdk.chat.completions.create(
+                model="smollm2", messages=CHAT["messages"], max_tokens=8, stream=True
+            )
+            parts = [chunk.choices[0].delta.content or "" async for chunk in stream]
+            with pytest.raises(openai.AuthenticationError):
+                await sdk.with_options(api_key="wrong").models.list()
+        finally:
+            await sdk.close()
+    assert reply.choices[0].message.content
+    assert "".join(parts).strip()
