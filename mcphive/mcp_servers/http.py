@@ -4,7 +4,14 @@ Each server is mounted at ``/mcp/<name>`` (the gateway also at ``/mcp``). One sm
 in front of the SDK's transports enforces, in this order: the ``Host``/``Origin`` checks, the
 declared body size, the bearer token, the per-client rate limit, the token's server scope, and
 for ``POST`` the streamed body size and (for tokens without ``allow_destructive``) a refusal of
-``tools/call`` on destructive tools. Refusals are JSON-RPC-shaped error bodies that say what to do.
+``tools/call`` on destructive tools. Refusals say what to do. A refusal answers a JSON-RPC request
+with a JSON-RPC error carrying that request's ``id`` (so a refused ``POST`` is read, within the size
+limit, before it is answered); anything else (no body, not JSON, a notification, a batch, an
+oversized body) gets a plain HTTP error body, ``{"error": {"code", "message", "data"}}`` with no
+``jsonrpc``/``id``, since the 2026-07-28 schema has no null id.
+
+The admitted request's :class:`~mcphive.policy.Grant` rides in the ASGI scope under
+:data:`GRANT_SCOPE_KEY`; tools read it with :func:`grant_of` (the state server binds handles to it).
 
 Both protocol eras pass through unchanged: the SDK's session manager routes ``initialize``-era
 requests to sessions and 2026-era requests to its stateless path.
@@ -37,18 +44,33 @@ from mcphive.policy import (
     PolicyViolation,
     RateLimited,
     RateLimiter,
+    RequestTooLarge,
     Unauthenticated,
     check_host,
     check_origin,
     check_size,
 )
 
-__all__ = ["PolicyApp", "build_http_app", "serve_http"]
+__all__ = ["GRANT_SCOPE_KEY", "PolicyApp", "build_http_app", "grant_of", "serve_http"]
 
 logger = logging.getLogger(__name__)
 
 _PARSE_ERROR = -32700
 _POLICY_ERROR = -32001
+
+GRANT_SCOPE_KEY = "mcphive.grant"
+"""ASGI scope key under which the policy layer passes the admitted request's Grant to the servers."""
+
+
+def grant_of(request: object) -> Grant | None:
+    """The :class:`~mcphive.policy.Grant` of an HTTP request admitted by :class:`PolicyApp`.
+
+    ``request`` is what the SDK exposes as ``ctx.request_context.request`` (a Starlette request over
+    HTTP, None in-process and over stdio); None when it carries no grant.
+    """
+    scope = getattr(request, "scope", None)
+    grant = scope.get(GRANT_SCOPE_KEY) if isinstance(scope, Mapping) else None
+    return grant if isinstance(grant, Grant) else None
 
 
 def _is_destructive(tool: Tool) -> bool:
@@ -93,9 +115,21 @@ class _Mount:
 
 
 def _error_body(status: int, message: str, request_id: Any = None) -> bytes:
+    """A JSON-RPC error for ``request_id`` when it is a valid id, else a plain HTTP error body of the same shape."""
     code = _PARSE_ERROR if status == 400 else _POLICY_ERROR
-    body = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message, "data": {"status": status}}}
-    return json.dumps(body).encode("utf-8")
+    error = {"code": code, "message": message, "data": {"status": status}}
+    if isinstance(request_id, (str, int)) and not isinstance(request_id, bool):
+        return json.dumps({"jsonrpc": "2.0", "id": request_id, "error": error}).encode("utf-8")
+    return json.dumps({"error": error}).encode("utf-8")
+
+
+def _request_id(body: bytes) -> Any:
+    """The id of the single JSON-RPC request in ``body``; None for anything else (not JSON, a batch, a notification)."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    return parsed.get("id") if isinstance(parsed, dict) else None
 
 
 async def _respond(send: Send, status: int, body: bytes, extra: Mapping[str, str] | None = None) -> None:
@@ -168,10 +202,11 @@ class PolicyApp:
         try:
             grant = self._admit(scope, headers, mount.name)
         except PolicyViolation as e:
-            await _refuse(send, e)
+            await self._refuse_request(scope, receive, send, e)
             return
+        scope = {**scope, GRANT_SCOPE_KEY: grant}
         if grant.token_name is not None:
-            scope = {**scope, "user": self._users[grant.token_name]}
+            scope["user"] = self._users[grant.token_name]
         if scope["method"] != "POST":
             await mount.manager.handle_request(scope, receive, send)
             return
@@ -189,6 +224,20 @@ class PolicyApp:
         ):
             return
         await mount.manager.handle_request(scope, _replay(body, receive), send)
+
+    async def _refuse_request(self, scope: Scope, receive: Receive, send: Send, error: PolicyViolation) -> None:
+        """Refuse, echoing the request's JSON-RPC id: read the (size-limited) body first when there is one."""
+        if scope["method"] != "POST" or isinstance(error, RequestTooLarge):
+            await _refuse(send, error)
+            return
+        try:
+            body = await self._read_body(receive)
+        except PolicyViolation as e:  # the body is over the limit too: answer that, with no id to echo
+            await _refuse(send, e)
+            return
+        except _ClientGone:
+            return
+        await _refuse(send, error, _request_id(body))
 
     def _admit(self, scope: Scope, headers: dict[str, str], server: str) -> Grant:
         check_host(headers.get("host"), bind_host=self.bind_host, allowed=self.policy.allowed_hosts)

@@ -278,3 +278,84 @@ async def test_a_destructive_tool_added_after_startup_is_refused_too() -> None:
         assert refused.status_code == 403
         async with _client(f"{base}/mcp/danger", "admin-token") as client:
             assert not (await client.call_tool("drop", {"namespace": "t"})).is_error
+
+
+@pytest.mark.parametrize("request_id", [7, "req-7"])
+@pytest.mark.parametrize(
+    ("token", "extra", "status"),
+    [
+        (None, {}, 401),
+        ("wrong-token", {}, 401),
+        ("rag-token", {}, 403),
+        ("agent-token", {"origin": "http://evil.example"}, 403),
+    ],
+)
+async def test_a_refused_request_gets_a_json_rpc_error_echoing_its_id(
+    request_id: int | str, token: str | None, extra: dict[str, str], status: int
+) -> None:
+    async with _serving(_policy()) as base, httpx2.AsyncClient() as http:
+        response = await http.post(
+            f"{base}/mcp/state",
+            headers=_modern_headers("state_list", token, **extra),
+            json=_modern_call("state_list", {"namespace": "t"}, request_id=request_id),  # type: ignore[arg-type]
+        )
+    assert response.status_code == status
+    body = response.json()
+    assert (body["jsonrpc"], body["id"]) == ("2.0", request_id)
+    assert body["error"]["data"]["status"] == status
+
+
+async def test_a_rate_limited_request_echoes_its_id() -> None:
+    policy = _policy(rate_limit=RateLimit(per_second=0.01, burst=1))
+    async with _serving(policy) as base, httpx2.AsyncClient() as http:
+        for request_id in (1, 2):
+            response = await http.post(
+                f"{base}/mcp/state",
+                headers=_modern_headers("state_list"),
+                json=_modern_call("state_list", {"namespace": "t"}, request_id=request_id),
+            )
+    assert response.status_code == 429
+    assert response.json()["id"] == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"{not json", b'{"jsonrpc": "2.0", "method": "notifications/initialized"}', b'[{"id": 1}]'],
+)
+async def test_a_refusal_with_no_request_id_to_echo_is_a_plain_http_error_never_a_null_id(body: bytes) -> None:
+    async with _serving(_policy()) as base, httpx2.AsyncClient() as http:
+        response = await http.post(f"{base}/mcp/state", headers=_modern_headers("state_list", None), content=body)
+    assert response.status_code == 401
+    assert "jsonrpc" not in response.json() and "id" not in response.json()
+    assert "bearer token" in response.json()["error"]["message"]
+
+
+async def test_an_oversized_refusal_and_a_malformed_body_never_carry_a_null_id() -> None:
+    big = json.dumps(_modern_call("state_put", {"namespace": "t", "key": "k", "value": "x" * 20_000})).encode()
+    async with _serving(_policy(max_request_bytes=8192)) as base, httpx2.AsyncClient() as http:
+        too_big = await http.post(f"{base}/mcp/state", headers=_modern_headers("state_put", None), content=big)
+        malformed = await http.post(
+            f"{base}/mcp/state", headers=_modern_headers("state_put"), content=b'{"method": "tools/call", "params": ['
+        )
+    assert (too_big.status_code, malformed.status_code) == (413, 400)
+    for response in (too_big, malformed):
+        assert "id" not in response.json()
+
+
+async def test_a_state_handle_is_bound_to_the_token_that_opened_it() -> None:
+    async with _serving(_policy()) as base:
+        async with _client(f"{base}/mcp/state", "agent-token") as agent:
+            opened = await agent.call_tool("state_open", {"namespace": "plan:t9"})
+            assert opened.structured_content is not None
+            handle = opened.structured_content["handle"]
+            put = await agent.call_tool("state_put", {"handle": handle, "key": "k", "value": 1})
+            assert not put.is_error
+        async with _client(f"{base}/mcp/state", "admin-token", "legacy") as admin:
+            stolen = await admin.call_tool("state_get", {"handle": handle, "key": "k"})
+            assert stolen.is_error
+            assert "not valid for you; call state_open again" in stolen.content[0].text  # type: ignore[union-attr]
+            by_name = await admin.call_tool("state_get", {"namespace": "plan:t9", "key": "k"})
+            assert by_name.structured_content is not None and by_name.structured_content["value"] == 1
+        async with _client(f"{base}/mcp/state", "agent-token", "legacy") as agent_again:
+            again = await agent_again.call_tool("state_get", {"handle": handle, "key": "k"})
+            assert again.structured_content is not None and again.structured_content["version"] == 1
