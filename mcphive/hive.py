@@ -79,6 +79,8 @@ def known_tools() -> set[str]:
     from mcphive.mcp_servers.workspace import file_tools
 
     served = {
+        "state_open",
+        "state_watch",
         "state_get",
         "state_put",
         "state_list",
