@@ -37,7 +37,7 @@ def test_agents_json_lists_the_six_specialists_with_their_survey(tmp_path: Path)
     done = mcphive("--json", "agents", data_dir=tmp_path)
     agents = {a["name"]: a for a in json.loads(done.stdout)}
     assert list(agents) == ["code", "docs", "test", "infra", "ops", "security"]
-    assert agents["security"]["survey"] == ["secret_scan", "bandit_scan"]
+    assert agents["security"]["survey"] == ["secret_scan", "bandit_scan", "mcp_tool_audit"]
 
 
 def test_route_json_explains_the_decision(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import anyio
 import pytest
 
 from mcphive import Hive, InvalidTask, Settings, TaskStatus, UnknownAgent, WorkspaceError
+from mcphive.agents.spec import load_specs
 from mcphive.inference.base import ChatRequest, ChatResponse
 from mcphive.inference.testing import FunctionModel, ScriptedModel, final, tool_call
 
@@ -27,9 +28,10 @@ async def test_a_routed_task_runs_the_survey_then_the_models_choice_and_is_recor
     assert result.status is TaskStatus.SUCCEEDED, result.error
     assert result.route is not None and result.agent == "security"
     kinds = [(s.kind, [c.tool for c in s.tool_calls]) for s in result.steps]
-    assert kinds == [("survey", ["secret_scan"]), ("survey", ["bandit_scan"]), ("model", ["read_file"]), ("final", [])]
-    assert [c.chosen_by for c in result.tool_calls] == ["survey", "survey", "model"]
-    assert "AKIA" in result.tool_calls[2].result  # the model's read went through MCP to the real file
+    survey = [("survey", [call.tool]) for call in load_specs()["security"].survey]
+    assert kinds == [*survey, ("model", ["read_file"]), ("final", [])]
+    assert [c.chosen_by for c in result.tool_calls] == ["survey"] * len(survey) + ["model"]
+    assert "AKIA" in result.tool_calls[-1].result  # the model's read went through MCP to the real file
     assert result.answer == "summary written by the scripted model"
     assert result.usage.model_calls == 2
     assert recorded is not None and recorded.model_dump(exclude={"timings"}) == result.model_dump(exclude={"timings"})

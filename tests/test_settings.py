@@ -31,7 +31,7 @@ def test_malformed_toml_names_the_file_and_the_fix(tmp_path: Path) -> None:
 
 def test_an_invalid_value_names_the_setting(tmp_path: Path) -> None:
     config = tmp_path / "mcphive.toml"
-    config.write_text("workers = 0\n")
+    config.write_text("workers = -1\n")
     with pytest.raises(ConfigError, match=r"invalid setting 'workers'"):
         load_settings(config)
 

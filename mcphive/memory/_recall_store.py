@@ -25,7 +25,7 @@ from ._engine import create_store_engine, migrate, transaction, writer
 from ._episode_tables import EpisodeRow
 from ._recall_models import Episode, RecallHit, RecallScope, RecallWeights
 from ._recall_rank import ScopeIndex
-from ._recall_secrets import redact_secrets
+from ._recall_secrets import _findings, redact_secrets
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -101,6 +101,30 @@ def _redacted(episode: Episode) -> Episode:
     if not kinds:
         return episode
     return episode.model_copy(update={"text": text, "metadata": {**metadata, "redacted": sorted(kinds)}})
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in ``value`` (any JSON value), depth first."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, list | tuple):
+        return [text for item in value for text in _strings(item)]
+    return []
+
+
+def _redacted_batch(episodes: Sequence[Episode]) -> list[Episode]:
+    """:func:`_redacted` over a batch, with one detect-secrets scan of all its lines when none holds a secret.
+
+    Entering detect-secrets' settings costs more than scanning a line (~6 ms against ~3 ms), and the
+    scan is line by line, so one clean scan of the whole batch proves every episode clean; a batch
+    with any finding is redacted episode by episode.
+    """
+    lines = [line for e in episodes for text in (e.text, *_strings(e.metadata)) for line in text.splitlines()]
+    if not _findings(lines):
+        return list(episodes)
+    return [_redacted(episode) for episode in episodes]
 
 
 def _episode(row: Any) -> Episode:
@@ -188,7 +212,7 @@ class SyncEpisodeStore:
         if not episodes:
             return []
         self._check_new_ids([episode.id for episode in episodes])
-        stored = [_redacted(episode) for episode in episodes]
+        stored = _redacted_batch(episodes)
         vectors = self._embed([episode.text for episode in stored])
         rows = [
             {

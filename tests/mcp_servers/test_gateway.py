@@ -45,7 +45,7 @@ async def test_claude_desktop_can_list_agents_and_run_a_task_over_stdio(tmp_path
         assert not ran.is_error, ran.content
         result = ran.structured_content
         assert result is not None and result["status"] == "succeeded"
-        assert [c["tool"] for c in result["tool_calls"]] == ["secret_scan", "bandit_scan"]
+        assert [c["tool"] for c in result["tool_calls"]] == ["secret_scan", "bandit_scan", "mcp_tool_audit"]
 
         status = await client.call_tool("task_status", {"task_id": result["task_id"]})
         assert status.structured_content is not None and status.structured_content["status"] == "succeeded"

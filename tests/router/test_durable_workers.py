@@ -78,4 +78,4 @@ async def test_a_task_whose_worker_was_killed_is_run_by_another_worker(
             queue.close()
     assert result.status is TaskStatus.SUCCEEDED, result.error
     assert entry is not None and entry.state == "done" and entry.attempts == 2
-    assert [c.tool for c in result.tool_calls] == ["secret_scan", "bandit_scan"]
+    assert [c.tool for c in result.tool_calls] == ["secret_scan", "bandit_scan", "mcp_tool_audit"]

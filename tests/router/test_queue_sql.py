@@ -247,7 +247,9 @@ def test_concurrent_worker_processes_claim_every_task_exactly_once(queue_url: st
     claimed = [line for out in outs for line in out.read_text().splitlines()]
     assert len(claimed) == len(set(claimed)) == 2000  # no double claims
     assert set(claimed) == {t.id for t in tasks}  # none lost
-    assert all(out.read_text() for out in outs)  # every process took part
+    # Claims really were concurrent. (Not "all four": SQLite's write lock is not fair, and on a loaded machine one
+    # process can drain a whole batch window before a late starter gets a turn.)
+    assert sum(1 for out in outs if out.read_text()) >= 2
     stats = queue.stats()
     assert (stats.completed, stats.queued, stats.running) == (2000, 0, 0)
     queue.close()

@@ -33,9 +33,29 @@ class ToolDef:
 
 def all_tools() -> list[ToolDef]:
     """Every toolset's tools, in a stable order."""
-    from mcphive.mcp_servers.toolsets import code, docs, infra, ops, security, test
+    from mcphive.mcp_servers.toolsets import (
+        apiref,
+        code,
+        coverage,
+        deps,
+        docs,
+        edits,
+        git,
+        infra,
+        manifests,
+        mcp_audit,
+        metrics,
+        ops,
+        probes,
+        security,
+        test,
+        workflows,
+    )
 
     tools: list[ToolDef] = []
-    for module in (code, docs, test, infra, ops, security):
+    for module in (
+        *(code, edits, git, docs, apiref, test, coverage),
+        *(infra, workflows, manifests, deps, ops, metrics, probes, security, mcp_audit),
+    ):
         tools.extend(module.TOOLS)
     return tools
