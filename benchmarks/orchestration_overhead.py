@@ -163,6 +163,8 @@ async def main(n: int) -> None:
         workspace = make_workspace(Path(tmp) / "ws")
         settings = Settings(data_dir=Path(tmp) / "data", workers=1)
         latencies, stages, throughput = await bench_hive(settings, workspace, n)
+        durable_settings = Settings(data_dir=Path(tmp) / "durable", workers=1, queue="sqlite", queue_poll_s=0.001)
+        durable, _, durable_throughput = await bench_hive(durable_settings, workspace, n)
         baseline = await bench_baseline(Settings(data_dir=Path(tmp) / "base"), workspace, n)
         routing = await bench_routing(Settings(data_dir=Path(tmp) / "route"), 100)
     task, base = summary(latencies), summary(baseline)
@@ -174,6 +176,11 @@ async def main(n: int) -> None:
         "baseline": {"what": "same MCP calls, model calls and memory write by hand; no queue, graph or events", **base},
         "overhead_ratio_p50": round(task["p50_ms"] / base["p50_ms"], 2),
         "routing": {"what": "semantic stage incl. MiniLM embedding of unseen text", **summary(routing)},
+        "durable": {
+            "what": "the same tasks through the durable SQLite queue (lease, heartbeat task, complete)",
+            **summary(durable),
+            "tasks_per_s": round(durable_throughput, 1),
+        },
         "target": {"p50_ms": 10.0},
     }
     path = write("orchestration_overhead", result)
@@ -183,6 +190,8 @@ async def main(n: int) -> None:
     for name, s in result["stages"].items():
         print(f"  {name:<32}{s['p50_ms']:>10.2f}{s['p99_ms']:>10.2f}")
     print(f"{'routing (semantic)':<34}{result['routing']['p50_ms']:>10.2f}{result['routing']['p99_ms']:>10.2f}")
+    durable_row = result["durable"]
+    print(f"{'full task, durable SQLite queue':<34}{durable_row['p50_ms']:>10.2f}{durable_row['p99_ms']:>10.2f}")
     print(
         f"tasks/s {throughput:.1f}; overhead ratio (p50) {result['overhead_ratio_p50']}; target p50 <= 10 ms; -> {path}"
     )
