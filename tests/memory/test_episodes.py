@@ -285,3 +285,13 @@ def test_on_postgresql_the_schema_matches_and_recall_stays_within_the_tenant() -
 
     assert diffs == []
     assert [(hit.episode.text, hit.episode.created_at) for hit in hits] == [("The invoice run finished at 3am.", T0)]
+
+
+def test_a_batch_mixing_clean_and_secret_bearing_episodes_redacts_only_the_secrets(store: SyncEpisodeStore) -> None:
+    clean = Episode(tenant="t", text="the deploy finished at noon")
+    leaky = Episode(tenant="t", text='aws_key = "AKIAIOSFODNN7EXAMPLE" was pasted in chat')
+    stored = store.record_many([clean, leaky])
+    assert stored[0].text == "the deploy finished at noon"
+    assert "AKIAIOSFODNN7EXAMPLE" not in stored[1].text
+    recalled = store.recall("aws key pasted", scope=RecallScope(tenant="t"), k=2)
+    assert all("AKIAIOSFODNN7EXAMPLE" not in hit.episode.text for hit in recalled)

@@ -146,3 +146,15 @@ def test_reciprocal_rank_fusion_rewards_agreement_between_rankings() -> None:
     assert max(fused, key=fused.__getitem__) == "b"  # second in both beats first in one
     assert fused["b"] == pytest.approx(2 / 62)
     assert fused["a"] == fused["d"] == pytest.approx(1 / 61)
+
+
+def test_a_store_larger_than_one_read_page_still_indexes_every_chunk(
+    store: DocumentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mcphive.rag.store as store_module
+
+    # SQLite caps the variables of one statement; the BM25 index reads the collection in pages.
+    monkeypatch.setattr(store_module, "_READ_PAGE", 2)
+    assert store.count() > 2
+    hits = store.search("check_usage account", k=3)
+    assert hits and hits[0].source == "usage.py"
