@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._recall_lexical import StemmedBM25, windows
+from mcphive.lexical import LexicalIndex
+
+from ._recall_lexical import stemmed_index, windows
 from ._recall_models import RecallWeights
 
 if TYPE_CHECKING:
@@ -68,19 +70,19 @@ class ScopeIndex:
     importance: Floats
     threads: Sequence[str]
     agents: Sequence[str]
-    _bm25: dict[int, StemmedBM25] = field(default_factory=dict, repr=False)
+    _bm25: dict[int, LexicalIndex] = field(default_factory=dict, repr=False)
 
     @property
     def size(self) -> int:
         """Number of episodes in the scope."""
         return len(self.texts)
 
-    def lexical(self, span: int = 0) -> StemmedBM25:
+    def lexical(self, span: int = 0) -> LexicalIndex:
         """BM25 over windows of ``span`` neighbours each side (0: single episodes), built on first use."""
         index = self._bm25.get(span)
         if index is None:
             documents = windows(self.texts, self.threads, span) if span else self.texts
-            index = self._bm25[span] = StemmedBM25(documents)
+            index = self._bm25[span] = stemmed_index(documents)
         return index
 
     def rank(

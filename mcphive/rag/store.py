@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from mcphive.errors import StoreError, UsageError
+from mcphive.lexical import RRF_K, LexicalIndex, reciprocal_rank_fusion
 from mcphive.rag.chunking import Chunk
-from mcphive.rag.lexical import RRF_K, LexicalIndex, reciprocal_rank_fusion
 
 if TYPE_CHECKING:
     from mcphive.embeddings import Embedder

@@ -10,8 +10,8 @@ import pytest
 
 from mcphive.embeddings import Embedder
 from mcphive.errors import StoreError, UsageError
+from mcphive.lexical import reciprocal_rank_fusion, tokenize
 from mcphive.rag import Chunk, DocumentStore
-from mcphive.rag.lexical import reciprocal_rank_fusion, tokenize
 
 TEXTS = {
     "quota.md": "Quota errors happen when a workspace exceeds its storage allowance. Users see a warning and uploads "

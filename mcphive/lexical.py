@@ -1,13 +1,15 @@
-"""An in-memory BM25 index (``bm25s``) over the store's chunks, and reciprocal rank fusion.
+"""The one BM25 layer (``bm25s``) the substrates share: tokenizing, an in-memory index, and reciprocal rank fusion.
 
-Local chroma has no lexical search, and MiniLM is weak on rare exact identifiers
-(``frobnicate_v2``), so the store ranks chunks with BM25 as well and fuses both rankings.
+Local chroma has no lexical search, and MiniLM is weak on rare exact identifiers (``frobnicate_v2``),
+so the RAG store ranks chunks with BM25 as well and fuses both rankings; episode recall does the same
+with a stemming tokenizer. It sits below both (beside ``embeddings.py``) so neither substrate imports
+the other's internals.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -57,26 +59,31 @@ class LexicalIndex:
 
     Args:
         documents: the texts to index, in the order their ranks refer to.
+        tokenizer: how texts become terms (default :func:`tokenize`); queries use the same one.
     """
 
-    def __init__(self, documents: Sequence[str]) -> None:
+    def __init__(self, documents: Sequence[str], tokenizer: Callable[[str], list[str]] | None = None) -> None:
         try:
             import bm25s
         except ImportError as e:
-            raise ImportError("hybrid search needs BM25: pip install bm25s") from e
+            raise ImportError("BM25 search needs bm25s: pip install bm25s") from e
+        self._tokenize = tokenizer or tokenize
         self.size = len(documents)
         self._retriever: bm25s.BM25 | None = None
         if documents:
             # An empty document would give bm25s a zero-length row; the empty token keeps it indexable.
-            corpus = [tokenize(doc) or [""] for doc in documents]
+            corpus = [self._tokenize(doc) or [""] for doc in documents]
             self._retriever = bm25s.BM25()
             self._retriever.index(corpus, show_progress=False)
 
-    def rank(self, query: str, limit: int) -> list[int]:
-        """Indexes of the best-matching documents, best first; documents with no matching term are left out."""
+    def rank(self, query: str, limit: int | None = None) -> list[int]:
+        """Indexes of the best-matching documents (all of them when ``limit`` is None), best first.
+
+        Documents sharing no term with the query are left out.
+        """
         if self._retriever is None:
             return []
-        ids = self._retriever.get_tokens_ids([t for t in tokenize(query) if t])
+        ids = self._retriever.get_tokens_ids([t for t in self._tokenize(query) if t])
         if not ids:
             return []
         scores = np.asarray(self._retriever.get_scores_from_ids(ids))
