@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from mcphive.router.events import describe
 from mcphive.types import Event, Route, TaskResult
 
 __all__ = ["progress_line", "render_result", "render_route", "result_findings"]
@@ -102,14 +103,5 @@ def render_result(result: TaskResult, console: Console) -> None:
 
 def progress_line(event: Event) -> str | None:
     """A short line for the live progress display, or None for events not worth a line."""
-    d = event.data
-    if event.kind == "routed":
-        return f"routed to {d.get('agent') or 'nobody'} ({d.get('stage')}, {d.get('confidence', 0):.2f})"
-    if event.kind == "tool_call":
-        args = ", ".join(f"{k}={v}" for k, v in d.get("arguments", {}).items())
-        return f"  {d.get('chosen_by')}: {d.get('tool')}({args})"
-    if event.kind == "model":
-        return f"  model: {d.get('purpose')}"
-    if event.kind == "finished":
-        return f"finished: {d.get('status')}"
-    return None
+    line = describe(event, detail=True)
+    return None if line is None else ("  " + line if event.kind in ("tool_call", "model") else line)

@@ -20,7 +20,8 @@ from mcp.types import ToolAnnotations
 
 from mcphive import __version__
 from mcphive.errors import MCPHiveError
-from mcphive.types import Event, TaskResult
+from mcphive.router.events import describe
+from mcphive.types import TaskResult
 
 if TYPE_CHECKING:
     from mcphive.hive import Hive
@@ -69,7 +70,7 @@ def build_gateway(hive: Hive) -> MCPServer:
         handle = await guarded(hive.submit(text, workspace=workspace, agent=agent, priority=priority))
         count = 0
         async for event in hive.events(handle.id):
-            line = _progress_message(event)
+            line = describe(event)
             if line:
                 count += 1
                 await ctx.report_progress(count, None, line)
@@ -87,7 +88,7 @@ def build_gateway(hive: Hive) -> MCPServer:
     async def task_status(task_id: str) -> dict[str, Any]:
         """The status of a task with its step log so far; once it has ended, its result too."""
         status = await guarded(hive.status(task_id))
-        log = [line for event in hive.events_so_far(task_id) if (line := _progress_message(event))]
+        log = [line for event in hive.events_so_far(task_id) if (line := describe(event))]
         if not status.terminal:
             return {"task_id": task_id, "status": status.value, "log": log}
         result = _brief(await guarded(hive.wait(task_id)))
@@ -120,17 +121,6 @@ def build_gateway(hive: Hive) -> MCPServer:
     _add_resources(server, hive)
     _add_prompts(server)
     return server
-
-
-def _progress_message(event: Event) -> str | None:
-    d = event.data
-    if event.kind == "routed":
-        return f"routed to {d.get('agent') or 'nobody'} ({d.get('stage')})"
-    if event.kind == "tool_call":
-        return f"{d.get('chosen_by')}: {d.get('tool')}"
-    if event.kind == "finished":
-        return f"finished: {d.get('status')}"
-    return None
 
 
 def _add_resources(server: MCPServer, hive: Hive) -> None:

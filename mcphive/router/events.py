@@ -11,7 +11,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from mcphive.types import Event
 
-__all__ = ["EventBus"]
+__all__ = ["EventBus", "describe"]
 
 _MAX_EVENTS_PER_TASK = 2000
 
@@ -61,3 +61,23 @@ class EventBus:
                 yield event
             async for event in receive:
                 yield event
+
+
+def describe(event: Event, *, detail: bool = False) -> str | None:
+    """A one-line, human description of a progress event, or None for events not worth a line.
+
+    ``detail`` adds the routing confidence, tool arguments and model calls (the CLI's live display);
+    without it the line is short enough for an MCP progress notification.
+    """
+    d = event.data
+    if event.kind == "routed":
+        confidence = f", {d.get('confidence', 0):.2f}" if detail else ""
+        return f"routed to {d.get('agent') or 'nobody'} ({d.get('stage')}{confidence})"
+    if event.kind == "tool_call":
+        args = ", ".join(f"{k}={v}" for k, v in d.get("arguments", {}).items())
+        return f"{d.get('chosen_by')}: {d.get('tool')}" + (f"({args})" if detail else "")
+    if event.kind == "model" and detail:
+        return f"model: {d.get('purpose')}"
+    if event.kind == "finished":
+        return f"finished: {d.get('status')}"
+    return None
