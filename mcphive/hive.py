@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import socket
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ from mcphive.types import Event, Principal, Priority, Route, Task, TaskResult, T
 __all__ = ["Hive", "TaskHandle"]
 
 log = logging.getLogger(__name__)
+
+_KEEP_FINISHED = 1000
+"""Finished tasks whose results and events stay in process memory; older ones are read back from the store."""
 
 
 @dataclass
@@ -97,11 +101,18 @@ class Hive:
     """The running hive: route, submit and run tasks; follow their events."""
 
     def __init__(self, settings: Settings, task_group: TaskGroup, model: ChatModel | None) -> None:
-        from mcphive.embeddings import get_embedder
-
         self.settings = settings
         self.specs: dict[str, AgentSpec] = specs_for(settings.agents, known_tools())
         self.memory = EpisodicMemory.open(settings.database_url)
+        try:
+            self._build(settings, model, task_group)
+        except BaseException:
+            self.memory.close()  # a bad queue or routing setting must not leave the database open
+            raise
+
+    def _build(self, settings: Settings, model: ChatModel | None, task_group: TaskGroup) -> None:
+        from mcphive.embeddings import get_embedder
+
         self._bus = EventBus()
         self._model = model
         self._owns_model = model is None
@@ -109,6 +120,7 @@ class Hive:
         self._broker = ConnectionBroker(task_group)
         self._state = StateStore()
         self._pending: dict[str, _Pending] = {}
+        self._finished: deque[str] = deque()
         self.corrections = CorrectionLog(settings.data_dir / "routing" / "corrections.jsonl")
         examples = {name: list(spec.examples) for name, spec in self.specs.items()}
         for correction in self.corrections.load():
@@ -324,10 +336,23 @@ class Hive:
             return
         ok = result.status is TaskStatus.SUCCEEDED
         await self.queue.finish(claim.task.id, worker_id, ok=ok, error=result.error or "")
-        pending = self._pending.get(claim.task.id)
+        self._settle(claim.task.id, result)
+
+    def _settle(self, task_id: str, result: TaskResult) -> None:
+        """Hand a finished task's result to its waiters; keep only the newest finished tasks in process memory.
+
+        A long-running hive (``mcphive serve``, a worker) would otherwise hold every result and event it ever
+        saw; older ones are still read from the episodic memory by ``wait``, ``status`` and history.
+        """
+        pending = self._pending.get(task_id)
         if pending is not None:
             pending.result = result
             pending.done.set()
+        self._finished.append(task_id)
+        while len(self._finished) > _KEEP_FINISHED:
+            old = self._finished.popleft()
+            self._pending.pop(old, None)
+            self._bus.forget(old)
 
     async def serve_forever(self) -> None:
         """Let the workers drain the queue until cancelled (what ``mcphive worker`` does)."""
@@ -373,10 +398,7 @@ class Hive:
             result = TaskResult(task_id=task_id, text="", status=TaskStatus.CANCELLED, error="cancelled before it ran")
             await self.memory.set_status(task_id, TaskStatus.CANCELLED, error=result.error)
             self._bus.publish(task_id, "finished", {"status": "cancelled"})
-            pending = self._pending.get(task_id)
-            if pending is not None:
-                pending.result = (await self.memory.get(task_id)) or result
-                pending.done.set()
+            self._settle(task_id, (await self.memory.get(task_id)) or result)
             return True
         return self.manager.cancel(task_id)
 

@@ -148,3 +148,18 @@ def test_the_sync_facade_runs_a_task_from_plain_code(settings: Settings, sample_
     with Hive.open_sync(settings, model=model) as hive:
         result = hive.run("lint the code", workspace=sample_workspace, agent="code")
     assert result.status is TaskStatus.SUCCEEDED and result.answer == "sync ok"
+
+
+async def test_a_long_running_hive_keeps_only_recent_results_in_memory_and_reads_older_ones_back(
+    settings: Settings, sample_workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mcphive.hive as hive_module
+
+    monkeypatch.setattr(hive_module, "_KEEP_FINISHED", 2)
+    model = FunctionModel(lambda r: "done" if r.tool_choice == "none" else tool_call("finish"))
+    async with Hive.open(settings.model_copy(update={"workers": 1}), model=model) as hive:
+        results = [await hive.run(f"lint ({i})", workspace=sample_workspace, agent="code") for i in range(3)]
+        oldest = results[0].task_id
+        assert hive.events_so_far(oldest) == [] and hive.events_so_far(results[2].task_id) != []
+        again = await hive.wait(oldest)
+    assert again.status is TaskStatus.SUCCEEDED and again.answer == "done"
