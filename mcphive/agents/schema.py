@@ -38,13 +38,6 @@ def _covered(choice: str, used: set[str]) -> bool:
     return any(u in (".", choice) or choice.startswith(u.rstrip("/") + "/") for u in used)
 
 
-async def _workspace_files(toolbox: ToolBox) -> list[str]:
-    if "list_files" not in toolbox.allowed:
-        return []
-    outcome = await toolbox.call("list_files", {"pattern": "*"})
-    return list((outcome.structured or {}).get("files", []))
-
-
 def _narrow(
     schema: dict[str, Any], file_args: dict[str, list[str]], files: list[str], used: set[str]
 ) -> dict[str, Any] | None:
@@ -88,7 +81,7 @@ async def narrowed_tools(
     a one-file tool on a file it already ran on. ``focus`` lists the files the findings so far point
     to: when there are any, a constrained model chooses among those, which is where the work is.
     """
-    files = await _workspace_files(toolbox) if constrain else []
+    files = await toolbox.workspace_files() if constrain else []
     focused = [f for f in dict.fromkeys(focus) if f in files]
     files = focused or files
     used: dict[str, set[str]] = {}

@@ -114,6 +114,18 @@ class ToolBox:
                 if tool_name in allowed:
                     self._where.setdefault(tool_name, connection)
         self.allowed = tuple(name for name in allowed if name in self._where)
+        self._files: list[str] | None = None
+
+    async def workspace_files(self) -> list[str]:
+        """The workspace's files (through ``list_files``), listed once per toolbox, i.e. per task.
+
+        Only constrained models use the listing, and they are never offered a tool that creates files,
+        so it cannot go stale during the task.
+        """
+        if self._files is None:
+            listed = await self.call("list_files", {"pattern": "*"}) if "list_files" in self.allowed else None
+            self._files = list((listed.structured or {}).get("files", [])) if listed else []
+        return self._files
 
     def tool(self, name: str) -> Tool:
         """The MCP definition of an allowed tool."""
