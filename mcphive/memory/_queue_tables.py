@@ -36,7 +36,7 @@ class QueueRow(Base):
     agent: Mapped[str | None] = mapped_column(String(64))
     enqueued_at: Mapped[float] = mapped_column(Float)
     deadline: Mapped[float | None] = mapped_column(Float)
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(32))
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[float | None] = mapped_column(Float)
     heartbeat_at: Mapped[float | None] = mapped_column(Float)

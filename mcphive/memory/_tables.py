@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "FactRow", "RouteDecisionRow", "StepRow", "TaskRow", "ToolCallRow", "UTCDateTime"]
+__all__ = ["Base", "FactRow", "LedgerRow", "RouteDecisionRow", "StepRow", "TaskRow", "ToolCallRow", "UTCDateTime"]
 
 # Named constraints let future migrations (and SQLite's batch mode) refer to them by name.
 NAMING_CONVENTION = {
@@ -86,7 +86,7 @@ class TaskRow(Base):
     priority: Mapped[str] = mapped_column(String(16))
     requested_agent: Mapped[str | None] = mapped_column(String(64))
     agent: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(32))
     answer: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str | None] = mapped_column(Text)
     tenant: Mapped[str] = mapped_column(String(128))
@@ -159,6 +159,21 @@ class ToolCallRow(Base):
     __table_args__ = (
         ForeignKeyConstraint(["task_id", "step_position"], ["steps.task_id", "steps.position"], ondelete="CASCADE"),
     )
+
+
+class LedgerRow(Base):
+    """One side-effecting tool call that completed, so that a resumed task does not repeat it."""
+
+    __tablename__ = "tool_ledger"
+
+    task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    call_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    server: Mapped[str] = mapped_column(String(256))
+    tool: Mapped[str] = mapped_column(String(256))
+    arguments: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[str] = mapped_column(Text, default="")
+    is_error: Mapped[bool] = mapped_column(Boolean, default=False)
+    recorded_at: Mapped[float] = mapped_column(Float)
 
 
 class FactRow(Base):

@@ -1,0 +1,46 @@
+"""Durable task states: room for ``awaiting_approval`` and the idempotency ledger of side effects.
+
+Revision ID: 0004_durable_tasks
+Revises: 0003_task_queue
+Create Date: 2026-11-28
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004_durable_tasks"
+down_revision = "0003_task_queue"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    """Widen the status columns (``awaiting_approval`` has 17 characters) and create ``tool_ledger``."""
+    with op.batch_alter_table("tasks") as batch:
+        batch.alter_column("status", existing_type=sa.String(length=16), type_=sa.String(length=32))
+    with op.batch_alter_table("task_queue") as batch:
+        batch.alter_column("state", existing_type=sa.String(length=16), type_=sa.String(length=32))
+    op.create_table(
+        "tool_ledger",
+        sa.Column("task_id", sa.String(length=64), nullable=False),
+        # A stable key of one side-effecting call: its step position and a hash of tool and arguments.
+        sa.Column("call_key", sa.String(length=128), nullable=False),
+        sa.Column("server", sa.String(length=256), nullable=False),
+        sa.Column("tool", sa.String(length=256), nullable=False),
+        sa.Column("arguments", sa.JSON(none_as_null=True), nullable=False),
+        sa.Column("result", sa.Text(), nullable=False),
+        sa.Column("is_error", sa.Boolean(), nullable=False),
+        sa.Column("recorded_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("task_id", "call_key", name=op.f("pk_tool_ledger")),
+    )
+
+
+def downgrade() -> None:
+    """Drop the ledger and narrow the status columns again."""
+    op.drop_table("tool_ledger")
+    with op.batch_alter_table("task_queue") as batch:
+        batch.alter_column("state", existing_type=sa.String(length=32), type_=sa.String(length=16))
+    with op.batch_alter_table("tasks") as batch:
+        batch.alter_column("status", existing_type=sa.String(length=32), type_=sa.String(length=16))
