@@ -63,8 +63,9 @@ FULL = RecallWeights(
     importance=0.0,
     lexical=1.0,
     window=2.0,
-    dense=0.5,
-    diversity=0.125,
+    dense=0.25,
+    dense_window=0.5,
+    diversity=0.15,
     named_agent=0.25,
     depth=200,
 )
@@ -171,9 +172,11 @@ def evaluate(
 def tune(store: SyncEpisodeStore, corpus: list[tuple[str, list[tuple[str, set[str]]]]]) -> RecallWeights:
     """Grid search on the tuning conversations; the best by session recall + turn hit@10."""
     best: tuple[float, RecallWeights] | None = None
-    grid = itertools.product([1.0, 2.0, 3.0], [0.5, 1.0], [0.05, 0.075, 0.1, 0.125], [0.0, 0.25, 0.5])
-    for window, dense, diversity, named_agent in grid:
-        update = {"window": window, "dense": dense, "diversity": diversity, "named_agent": named_agent}
+    # An earlier search over window (1-3), dense (0.5, 1), diversity (0.05-0.125) and named_agent (0-0.5) settled
+    # those at 2, 0.5, 0.125 and 0.25; this one adds the window embedding and moment channels and more diversity.
+    grid = itertools.product([0.125, 0.15, 0.175, 0.2], [(0.5, 0.0), (0.25, 0.5)], [0.0, 1.0, 2.0])
+    for diversity, (dense, dense_window), moment in grid:
+        update = {"diversity": diversity, "dense": dense, "dense_window": dense_window, "moment": moment}
         weights = FULL.model_copy(update=update)
         scores = evaluate(store, corpus, weights)
         # Both targets (session recall 0.90, turn hit@10 0.70) matter: maximise the smaller margin.

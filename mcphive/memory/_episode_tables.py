@@ -43,6 +43,9 @@ class EpisodeRow(Base):
     # "metadata" is reserved on declarative classes; the column keeps the plain name.
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    # The consolidated note that summarises this episode; a note names itself, so that notes are
+    # never consolidated again. Unset for episodes not consolidated yet.
+    consolidated_in: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index(None, "tenant", "thread", "created_at"),

@@ -15,7 +15,7 @@ from typing import Any
 
 from mcphive.lexical import LexicalIndex, tokenize
 
-__all__ = ["stemmed_index", "windows"]
+__all__ = ["stemmed_index", "terms", "windows"]
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,8 @@ def _load_stemmer() -> Any:
 _STEMMER = _load_stemmer()
 
 
-def _terms(text: str) -> list[str]:
+def terms(text: str) -> list[str]:
+    """The stemmed BM25 terms of ``text``."""
     tokens = tokenize(text)
     return list(_STEMMER.stemWords(tokens)) if _STEMMER is not None else tokens
 
@@ -48,4 +49,4 @@ def windows(texts: Sequence[str], threads: Sequence[str], span: int) -> list[str
 
 def stemmed_index(documents: Sequence[str]) -> LexicalIndex:
     """The shared BM25 index over ``documents``, with stemmed terms."""
-    return LexicalIndex(documents, tokenizer=_terms)
+    return LexicalIndex(documents, tokenizer=terms)

@@ -111,6 +111,11 @@ class RecallWeights(BaseModel):
         moment_minutes: episodes of one thread this close in time are one moment for ``diversity``.
         named_agent: relevance bonus, as a share of the fused score, for episodes whose agent the
             query names ("what did *Caroline* paint?" favours Caroline's own turns).
+        dense_window: weight of the embedding ranking of episode windows (each episode's vector
+            averaged with its ``window_span`` neighbours') inside the fusion.
+        moment: weight of the BM25 ranking of whole moments (a thread's episodes within
+            ``moment_minutes`` of each other, joined) inside the fusion; it reorders episodes the
+            other rankings found, favouring those from the moments that match the query best.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -130,3 +135,5 @@ class RecallWeights(BaseModel):
     diversity: float = Field(0.05, ge=0)
     moment_minutes: float = Field(60.0, ge=0)
     named_agent: float = Field(0.0, ge=0)
+    moment: float = Field(0.0, ge=0)
+    dense_window: float = Field(0.0, ge=0)

@@ -71,6 +71,9 @@ class ScopeIndex:
     threads: Sequence[str]
     agents: Sequence[str]
     _bm25: dict[int, LexicalIndex] = field(default_factory=dict, repr=False)
+    _moments: dict[float, Ints] = field(default_factory=dict, repr=False)
+    _window_vectors: dict[int, Floats] = field(default_factory=dict, repr=False)
+    _moment_index: dict[float, LexicalIndex] = field(default_factory=dict, repr=False)
 
     @property
     def size(self) -> int:
@@ -99,11 +102,20 @@ class ScopeIndex:
         lexical_rank = self._lexical_ranks(query, mask, weights.depth, 0) if weights.lexical else none
         window_rank = self._lexical_ranks(query, mask, weights.depth, weights.window_span) if weights.window else none
         dense_rank = self._dense_ranks(query_vector, mask, weights.depth) if weights.dense else none
+        moment_rank = self._moment_ranks(query, mask, weights.moment_minutes) if weights.moment else none
+        dense_window_rank = (
+            self._dense_ranks(query_vector, mask, weights.depth, self.window_vectors(weights.window_span))
+            if weights.dense_window
+            else none
+        )
         fused = (
             _fuse(lexical_rank, weights.lexical, weights.rrf_k)
             + _fuse(window_rank, weights.window, weights.rrf_k)
             + _fuse(dense_rank, weights.dense, weights.rrf_k)
+            + _fuse(dense_window_rank, weights.dense_window, weights.rrf_k)
         )
+        # A moment's rank only lifts episodes another channel found: it orders matches, it does not add any.
+        fused = fused + np.where(fused > 0, _fuse(moment_rank, weights.moment, weights.rrf_k), 0.0)
         fused = self._spread(fused, mask, weights)
         if weights.named_agent:
             fused = fused * (1.0 + weights.named_agent * self._named_agents(query))
@@ -151,6 +163,31 @@ class ScopeIndex:
             score[best] = -np.inf
         return picked
 
+    def moments(self, minutes: float) -> Ints:
+        """The moment of each episode: runs of one thread with gaps of at most ``minutes``, numbered from 0."""
+        cached = self._moments.get(minutes)
+        if cached is None:
+            gap = np.diff(self.created) > minutes * 60.0 if self.size else np.zeros(0, dtype=bool)
+            threads = np.asarray(self.threads, dtype=object)
+            new = gap | (threads[1:] != threads[:-1]) if self.size else gap
+            cached = self._moments[minutes] = np.concatenate([[0], np.cumsum(new)]).astype(np.int64)
+        return cached
+
+    def _moment_ranks(self, query: str, mask: Mask, minutes: float) -> Ints:
+        """1-based BM25 rank of each episode's moment (all its episodes joined); 0 for unranked."""
+        moments = self.moments(minutes)
+        index = self._moment_index.get(minutes)
+        if index is None:
+            documents = [""] * (int(moments[-1]) + 1 if self.size else 0)
+            for row, moment in enumerate(moments):
+                documents[moment] += " " + self.texts[row]
+            index = self._moment_index[minutes] = stemmed_index(documents)
+        wanted = set(moments[mask].tolist())
+        order = [moment for moment in index.rank(query) if moment in wanted]
+        rank_of = np.zeros(int(moments[-1]) + 1 if self.size else 0, dtype=np.int64)
+        rank_of[order] = np.arange(1, len(order) + 1)
+        return rank_of[moments]
+
     def _lexical_ranks(self, query: str, mask: Mask, depth: int, span: int) -> Ints:
         """1-based BM25 rank (over episodes, or windows of ``span``) of each masked episode; 0 for unranked."""
         ranks = np.zeros(self.size, dtype=np.int64)
@@ -158,11 +195,25 @@ class ScopeIndex:
         ranks[hits] = np.arange(1, len(hits) + 1)
         return ranks
 
-    def _dense_ranks(self, query_vector: Floats, mask: Mask, depth: int) -> Ints:
+    def window_vectors(self, span: int) -> Floats:
+        """Each episode's vector averaged with up to ``span`` neighbours each side in its thread, unit length."""
+        cached = self._window_vectors.get(span)
+        if cached is None:
+            summed = self.vectors.astype(np.float64)
+            threads = np.asarray(self.threads, dtype=object)
+            for shift in range(1, span + 1):
+                same = (threads[shift:] == threads[:-shift])[:, None]
+                summed[:-shift] += np.where(same, self.vectors[shift:], 0.0)
+                summed[shift:] += np.where(same, self.vectors[:-shift], 0.0)
+            norms = np.linalg.norm(summed, axis=1, keepdims=True)
+            cached = self._window_vectors[span] = (summed / np.maximum(norms, 1e-12)).astype(np.float32)
+        return cached
+
+    def _dense_ranks(self, query_vector: Floats, mask: Mask, depth: int, vectors: Floats | None = None) -> Ints:
         """1-based cosine rank of each masked episode (vectors are unit length); 0 beyond ``depth``."""
         ranks = np.zeros(self.size, dtype=np.int64)
         candidates = np.flatnonzero(mask)
-        similarity = self.vectors[candidates] @ query_vector
+        similarity = (self.vectors if vectors is None else vectors)[candidates] @ query_vector
         best = candidates[np.argsort(-similarity, kind="stable")][:depth]
         ranks[best] = np.arange(1, len(best) + 1)
         return ranks

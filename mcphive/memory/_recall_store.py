@@ -9,15 +9,16 @@ process invalidate it at the cost of one indexed ``count``/``max`` query per rec
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self, cast
 
 import numpy as np
-from sqlalchemy import ColumnElement, Engine, func, insert, select
+from sqlalchemy import ColumnElement, CursorResult, Engine, func, insert, select, update
 
 from mcphive.errors import UsageError
 
@@ -69,6 +70,10 @@ class _Loaded:
     index: ScopeIndex
     agents: npt.NDArray[Any]
     outcomes: npt.NDArray[Any]
+
+
+class _Overtaken(Exception):
+    """Some sources of a note were consolidated by someone else first; its transaction rolls back."""
 
 
 def _scope_filter(scope: RecallScope) -> list[ColumnElement[bool]]:
@@ -211,6 +216,14 @@ class SyncEpisodeStore:
         """
         if not episodes:
             return []
+        stored, rows = self._rows(episodes)
+        with transaction(writer(self.engine), "record episodes") as session:
+            session.execute(insert(EpisodeRow), rows)
+        self._forget({episode.tenant for episode in stored})
+        return stored
+
+    def _rows(self, episodes: Sequence[Episode]) -> tuple[list[Episode], list[dict[str, Any]]]:
+        """``episodes`` redacted, and their table rows with embeddings; checks that their ids are new."""
         self._check_new_ids([episode.id for episode in episodes])
         stored = _redacted_batch(episodes)
         vectors = self._embed([episode.text for episode in stored])
@@ -222,14 +235,79 @@ class SyncEpisodeStore:
             }
             for episode, vector in zip(stored, vectors, strict=True)
         ]
-        with transaction(writer(self.engine), "record episodes") as session:
-            session.execute(insert(EpisodeRow), rows)
-        # The count check in recall would notice too; dropping the tenant's scopes frees their memory now.
-        tenants = {episode.tenant for episode in stored}
+        return stored, rows
+
+    def _forget(self, tenants: set[str]) -> None:
+        # The count check in recall would notice too; dropping the tenants' scopes frees their memory now.
         with self._lock:
             for scope in [scope for scope in self._scopes if scope.tenant in tenants]:
                 del self._scopes[scope]
-        return stored
+
+    def pending_consolidation(self, scope: RecallScope, *, before: datetime, batch_size: int) -> list[list[str]]:
+        """The ids of ``scope``'s episodes older than ``before`` and not consolidated yet, in batches.
+
+        Each batch is up to ``batch_size`` episodes of one thread in time order; a thread's last
+        batch of one episode is left out (a note of one episode summarises nothing).
+        """
+        if batch_size < 2:
+            raise UsageError(f"a consolidation batch needs at least 2 episodes, got {batch_size}")
+        query = (
+            select(EpisodeRow.id, EpisodeRow.thread)
+            .where(*_scope_filter(scope), EpisodeRow.created_at < before, EpisodeRow.consolidated_in.is_(None))
+            .order_by(EpisodeRow.thread, EpisodeRow.created_at, EpisodeRow.seq)
+        )
+        with transaction(self.engine, "find episodes to consolidate") as session:
+            rows = session.execute(query).all()
+        batches: list[list[str]] = []
+        for _, group in itertools.groupby(rows, key=lambda row: row.thread):
+            ids = [row.id for row in group]
+            batches.extend(ids[start : start + batch_size] for start in range(0, len(ids), batch_size))
+        return [batch for batch in batches if len(batch) > 1]
+
+    def episodes_by_id(self, ids: Sequence[str]) -> list[Episode]:
+        """The stored episodes with ``ids``, in time order (unknown ids are left out)."""
+        found: list[Episode] = []
+        with transaction(self.engine, "load episodes") as session:
+            for start in range(0, len(ids), _ID_CHUNK):
+                query = select(*_COLUMNS).where(EpisodeRow.id.in_(ids[start : start + _ID_CHUNK]))
+                found.extend(_episode(row) for row in session.execute(query))
+        return sorted(found, key=lambda e: e.created_at)
+
+    def record_notes(self, notes: Sequence[Episode]) -> list[Episode | None]:
+        """Store consolidated notes and mark their sources (``metadata["sources"]``) as consolidated.
+
+        All in one transaction per note: a note whose sources another process consolidated
+        meanwhile is not stored (``None`` in its place), and its sources keep their first note.
+
+        Raises:
+            UsageError: a note without sources, or with an id already recorded.
+            StoreError: the database failed.
+        """
+        if any(not note.metadata.get("sources") for note in notes):
+            raise UsageError("a consolidated note needs metadata['sources'], the ids of the episodes it summarises")
+        if not notes:
+            return []
+        stored, rows = self._rows(notes)
+        written: list[Episode | None] = []
+        for note, row in zip(stored, rows, strict=True):
+            sources = list(note.metadata["sources"])
+            try:
+                with transaction(writer(self.engine), "record a consolidated note") as session:
+                    session.execute(insert(EpisodeRow), [{**row, "consolidated_in": note.id}])
+                    marked = session.execute(
+                        update(EpisodeRow)
+                        .where(EpisodeRow.id.in_(sources), EpisodeRow.consolidated_in.is_(None))
+                        .values(consolidated_in=note.id),
+                        execution_options={"synchronize_session": False},
+                    )
+                    if cast("CursorResult[Any]", marked).rowcount != len(sources):
+                        raise _Overtaken
+            except _Overtaken:
+                written.append(None)
+            else:
+                written.append(note)
+        self._forget({note.tenant for note in stored})
+        return written
 
     def _check_new_ids(self, ids: list[str]) -> None:
         if len(set(ids)) != len(ids):

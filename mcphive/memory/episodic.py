@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self, overload
 
 from anyio import to_thread
@@ -13,7 +14,11 @@ from mcphive.types import Principal, Route, Task, TaskResult, TaskStatus
 from .sync import SyncEpisodicMemory, TaskSummary
 
 if TYPE_CHECKING:
+    from mcphive.inference.base import ChatModel
+
+    from ._consolidate import ConsolidationReport, Summarizer
     from .episodes import EpisodeStore, RecallHit, RecallScope
+    from .knowledge import KnowledgeBase
 
 __all__ = ["EpisodicMemory"]
 
@@ -27,11 +32,26 @@ class EpisodicMemory:
 
     Args:
         store: the blocking store to wrap; usually built by :meth:`open`.
+        functional_predicates: knowledge-base predicates that hold one object at a time (see
+            :attr:`knowledge`).
+        retention: the default age after which :meth:`consolidate` summarises episodes.
+        consolidation_batch: the default number of episodes per consolidated note.
     """
 
-    def __init__(self, store: SyncEpisodicMemory) -> None:
+    def __init__(
+        self,
+        store: SyncEpisodicMemory,
+        *,
+        functional_predicates: Iterable[str] = (),
+        retention: timedelta = timedelta(days=30),
+        consolidation_batch: int = 20,
+    ) -> None:
         self.sync = store
+        self.functional_predicates = frozenset(functional_predicates)
+        self.retention = retention
+        self.consolidation_batch = consolidation_batch
         self._episodes: EpisodeStore | None = None
+        self._knowledge: KnowledgeBase | None = None
 
     @property
     def episodes(self) -> EpisodeStore:
@@ -42,16 +62,74 @@ class EpisodicMemory:
             self._episodes = EpisodeStore(SyncEpisodeStore(self.engine))
         return self._episodes
 
+    @property
+    def knowledge(self) -> KnowledgeBase:
+        """The knowledge base on the same database, with this memory's functional predicates."""
+        if self._knowledge is None:
+            from .knowledge import KnowledgeBase
+
+            self._knowledge = KnowledgeBase(self, functional=self.functional_predicates)
+        return self._knowledge
+
     @classmethod
-    def open(cls, url: str) -> Self:
+    def open(
+        cls,
+        url: str,
+        *,
+        functional_predicates: Iterable[str] = (),
+        retention: timedelta = timedelta(days=30),
+        consolidation_batch: int = 20,
+    ) -> Self:
         """Open the database at ``url``, creating its folder (SQLite) and migrating it to the newest schema.
 
-        Blocking: call it while building the application, not from inside a running task.
+        Blocking: call it while building the application, not from inside a running task. The
+        keyword arguments are those of the constructor.
 
         Raises:
             StoreError: the URL is invalid, the file or server cannot be reached, or migration failed.
         """
-        return cls(SyncEpisodicMemory.open(url))
+        return cls(
+            SyncEpisodicMemory.open(url),
+            functional_predicates=functional_predicates,
+            retention=retention,
+            consolidation_batch=consolidation_batch,
+        )
+
+    async def consolidate(
+        self,
+        scope: RecallScope,
+        *,
+        older_than: timedelta | None = None,
+        batch_size: int | None = None,
+        model: ChatModel | None = None,
+        summarizer: Summarizer | None = None,
+        max_notes: int | None = None,
+    ) -> ConsolidationReport:
+        """Summarise ``scope``'s old episodes into recallable notes; the episodes themselves stay.
+
+        Notes are written by ``summarizer``, else by ``model`` (e.g. ``hive.model``; the extractive
+        summary stands in when it is unavailable), else extractively without a model. See
+        :meth:`mcphive.memory.episodes.EpisodeStore.consolidate`.
+
+        Args:
+            scope: whose episodes.
+            older_than: the retention age (default :attr:`retention`).
+            batch_size: episodes per note (default :attr:`consolidation_batch`).
+            model: a ChatModel to write the notes.
+            summarizer: what writes the notes, instead of ``model``.
+            max_notes: stop after this many notes.
+        """
+        if summarizer is None and model is not None:
+            from ._consolidate import ModelSummarizer
+
+            summarizer = ModelSummarizer(model)
+        return await self.episodes.consolidate(
+            scope,
+            older_than=older_than or self.retention,
+            batch_size=batch_size or self.consolidation_batch,
+            summarizer=summarizer,
+            max_notes=max_notes,
+        )
 
     @property
     def engine(self) -> Engine:

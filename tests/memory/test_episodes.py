@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from _pg import pg_bin_dir, postgres_cluster
 from alembic.autogenerate import compare_metadata
@@ -14,6 +15,7 @@ from sqlalchemy import text
 
 from mcphive.errors import UsageError
 from mcphive.memory._engine import MIGRATIONS_DIR
+from mcphive.memory._recall_rank import ScopeIndex
 from mcphive.memory._tables import Base
 from mcphive.memory.episodes import Episode, EpisodeStore, RecallHit, RecallScope, RecallWeights, SyncEpisodeStore
 
@@ -295,3 +297,53 @@ def test_a_batch_mixing_clean_and_secret_bearing_episodes_redacts_only_the_secre
     assert "AKIAIOSFODNN7EXAMPLE" not in stored[1].text
     recalled = store.recall("aws key pasted", scope=RecallScope(tenant="t"), k=2)
     assert all("AKIAIOSFODNN7EXAMPLE" not in hit.episode.text for hit in recalled)
+
+
+def _index(texts: list[str], threads: list[str], minutes: list[float], vectors: list[list[float]]) -> ScopeIndex:
+    array = np.array(vectors, dtype=np.float32)
+    return ScopeIndex(
+        texts=texts,
+        vectors=array / np.linalg.norm(array, axis=1, keepdims=True),
+        created=np.array([T0.timestamp() + 60 * m for m in minutes]),
+        importance=np.full(len(texts), 0.5),
+        threads=threads,
+        agents=[""] * len(texts),
+    )
+
+
+def test_moments_split_on_thread_changes_and_time_gaps() -> None:
+    index = _index(["a", "b", "c", "d", "e"], ["t", "t", "t", "u", "u"], [0, 30, 200, 200, 210], [[1, 0]] * 5)
+    assert index.moments(60.0).tolist() == [0, 0, 1, 2, 2]
+    assert index.moments(1000.0).tolist() == [0, 0, 0, 1, 1]
+
+
+def test_the_moment_channel_favours_matches_from_the_moment_that_matches_best() -> None:
+    texts = [
+        "The build broke again.",  # moment 0: only this line mentions the build
+        "Lunch was pasta.",
+        "The build broke on the runner.",  # moment 1: the whole moment is about the runner and its disk
+        "The runner disk was full.",
+        "We cleaned the runner disk.",
+    ]
+    index = _index(texts, ["t"] * 5, [0, 1, 600, 601, 602], [[1, 0]] * 5)
+    plain = RecallWeights(recency=0, importance=0, dense=0, window=0, diversity=0)
+    vector, mask = np.array([1, 0], dtype=np.float32), np.ones(5, dtype=bool)
+
+    without = index.rank("build broke disk", vector, mask, plain, k=2, now=0)
+    with_moment = index.rank("build broke disk", vector, mask, plain.model_copy(update={"moment": 4.0}), k=2, now=0)
+
+    assert without[0].row == 0
+    assert with_moment[0].row == 2
+
+
+def test_the_window_embedding_channel_finds_an_episode_through_its_neighbours() -> None:
+    # Row 1 points away from the query, but both its neighbours point at it; the window average does too.
+    index = _index(["x", "y", "z", "w"], ["t", "t", "t", "u"], [0, 1, 2, 0], [[1, 0.1], [0, 1], [1, -0.1], [0.6, 0.8]])
+    query = np.array([1, 0], dtype=np.float32)
+    mask = np.ones(4, dtype=bool)
+    only_window = RecallWeights(recency=0, importance=0, lexical=0, window=0, dense=0, dense_window=1.0, diversity=0)
+
+    ranked = [hit.row for hit in index.rank("q", query, mask, only_window, k=4, now=0)]
+
+    assert ranked.index(1) < ranked.index(3)
+    assert np.allclose(np.linalg.norm(index.window_vectors(1), axis=1), 1.0)
