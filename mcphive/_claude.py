@@ -13,7 +13,7 @@ from typing import Any
 from mcphive.errors import ConfigError
 from mcphive.settings import Settings
 
-__all__ = ["claude_desktop_entry", "default_config_path", "merge_config"]
+__all__ = ["claude_desktop_entry", "default_config_path", "merge_config", "merged_config"]
 
 
 def _executable() -> str:
@@ -42,8 +42,12 @@ def default_config_path() -> Path:
     return Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "Claude" / "claude_desktop_config.json"
 
 
-def merge_config(path: Path, name: str, entry: dict[str, Any]) -> None:
-    """Set ``mcpServers[name]`` in ``path``, keeping every other server; the file is replaced atomically."""
+def merged_config(path: Path, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """The config ``path`` holds with ``mcpServers[name]`` set to ``entry``, every other server kept; writes nothing.
+
+    Raises:
+        ConfigError: the file exists but is not a Claude Desktop config (not JSON, or ``mcpServers`` not an object).
+    """
     data: dict[str, Any] = {}
     if path.exists():
         try:
@@ -53,6 +57,12 @@ def merge_config(path: Path, name: str, entry: dict[str, Any]) -> None:
         if not isinstance(data, dict) or not isinstance(data.get("mcpServers", {}), dict):
             raise ConfigError(f"{path} does not look like a Claude Desktop config; fix or move it")
     data.setdefault("mcpServers", {})[name] = entry
+    return data
+
+
+def merge_config(path: Path, name: str, entry: dict[str, Any]) -> None:
+    """Set ``mcpServers[name]`` in ``path``, keeping every other server; the file is replaced atomically."""
+    data = merged_config(path, name, entry)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".claude_desktop_config.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -39,6 +39,9 @@ __all__ = [
     "Authenticator",
     "Forbidden",
     "Grant",
+    "JWTVerifier",
+    "OAuthConfig",
+    "PinReview",
     "PinStore",
     "PolicyConfig",
     "PolicyViolation",
@@ -147,6 +150,110 @@ class RateLimit(BaseModel):
     burst: int = Field(40, ge=1)
 
 
+class OAuthConfig(BaseModel):
+    """OAuth 2.1 resource-server mode: accept JWT access tokens an authorization server issued for this server.
+
+    A token is accepted when its signature verifies against the issuer's JWKS (``jwks_file`` or ``jwks_url``),
+    its ``iss`` is ``issuer``, its ``aud`` names ``resource`` and it has not expired (``exp`` is required).
+    Its ``scope`` claim (space-separated) grants servers by name (``*`` for all) and ``destructive`` lets it
+    call destructive tools; ``sub`` is the user it acts as.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resource: str = Field(description="This server's canonical URL, e.g. https://mcp.example.com/mcp (the audience).")
+    issuer: str = Field(description="The authorization server's issuer identifier.")
+    jwks_file: Path | None = Field(None, description="A JSON Web Key Set file with the issuer's public keys.")
+    jwks_url: str | None = Field(None, description="The issuer's JWKS URL (fetched, then cached).")
+    algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
+    leeway_s: float = Field(30.0, ge=0, description="Clock skew allowed on exp/nbf/iat.")
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> OAuthConfig:
+        if (self.jwks_file is None) == (self.jwks_url is None):
+            raise ValueError("oauth needs exactly one of jwks_file or jwks_url")
+        if not self.resource.startswith(("https://", "http://")):
+            raise ValueError(f"oauth.resource must be this server's URL, not {self.resource!r}")
+        return self
+
+    @property
+    def metadata_url(self) -> str:
+        """Where RFC 9728 puts this resource's metadata: the well-known path inserted before the resource's path."""
+        parts = urlsplit(self.resource)
+        return f"{parts.scheme}://{parts.netloc}/.well-known/oauth-protected-resource{parts.path.rstrip('/')}"
+
+    def metadata(self, scopes: Iterable[str]) -> dict[str, Any]:
+        """The RFC 9728 protected-resource metadata document."""
+        return {
+            "resource": self.resource,
+            "authorization_servers": [self.issuer],
+            "bearer_methods_supported": ["header"],
+            "scopes_supported": ["*", "destructive", *scopes],
+            "resource_name": "mcphive",
+        }
+
+
+class JWTVerifier:
+    """Verifies OAuth access tokens (JWTs) for :class:`OAuthConfig` with PyJWT; ``verify`` may block on a JWKS fetch."""
+
+    def __init__(self, config: OAuthConfig) -> None:
+        import jwt
+
+        self.config = config
+        self._client: jwt.PyJWKClient | None = None
+        self._keys: dict[str | None, jwt.PyJWK] = {}
+        if config.jwks_url is not None:
+            self._client = jwt.PyJWKClient(config.jwks_url, cache_keys=True, timeout=10)
+        else:
+            assert config.jwks_file is not None
+            try:
+                keys = jwt.PyJWKSet.from_json(config.jwks_file.read_text("utf-8")).keys
+            except (OSError, jwt.PyJWTError, ValueError) as e:
+                raise ConfigError(f"oauth.jwks_file {config.jwks_file} is not a readable JWK Set ({e})") from e
+            self._keys = {key.key_id: key for key in keys}
+
+    def _key(self, token: str) -> Any:
+        import jwt
+
+        if self._client is not None:
+            return self._client.get_signing_key_from_jwt(token).key
+        kid = jwt.get_unverified_header(token).get("kid")
+        key = self._keys.get(kid) or (next(iter(self._keys.values())) if kid is None and len(self._keys) == 1 else None)
+        if key is None:
+            raise jwt.InvalidKeyError(f"no key with kid {kid!r} in the issuer's key set")
+        return key.key
+
+    def verify(self, token: str) -> Grant:
+        """The grant of a valid access token.
+
+        Raises:
+            Unauthenticated: the token is malformed, expired, signed by an unknown key, or for another issuer
+                or audience; the message says which.
+        """
+        import jwt
+
+        c = self.config
+        try:
+            claims = jwt.decode(
+                token, self._key(token), algorithms=list(c.algorithms), audience=c.resource, issuer=c.issuer,
+                leeway=c.leeway_s, options={"require": ["exp", "iss", "aud", "sub"]},
+            )  # fmt: skip
+        except jwt.ExpiredSignatureError as e:
+            raise Unauthenticated(f"the access token has expired; get a new one from {c.issuer}") from e
+        except jwt.InvalidAudienceError as e:
+            raise Unauthenticated(
+                f"the access token is not for this server; ask for one with resource={c.resource}"
+            ) from e
+        except jwt.InvalidIssuerError as e:
+            raise Unauthenticated(f"the access token was not issued by {c.issuer}") from e
+        except jwt.PyJWTError as e:
+            raise Unauthenticated(f"the access token is not valid ({e}); get a new one from {c.issuer}") from e
+        scope = claims.get("scope", "")
+        scopes = set(scope.split() if isinstance(scope, str) else map(str, scope))
+        sub = str(claims["sub"])
+        return Grant(f"oauth:{sub}", Principal(user=sub), frozenset(scopes - {"destructive"}), "destructive" in scopes)
+
+
 class PolicyConfig(BaseModel):
     """Every policy knob of mcphive's network-facing servers (``Settings.policy``)."""
 
@@ -164,9 +271,12 @@ class PolicyConfig(BaseModel):
     require_auth: bool | None = Field(
         None, description="None: required once any token is configured, and always off loopback."
     )
+    oauth: OAuthConfig | None = Field(None, description="Also accept OAuth 2.1 JWT access tokens (resource server).")
 
     def auth_required(self, bind_host: str) -> bool:
         """Whether requests must carry a token when the server binds to ``bind_host``."""
+        if self.oauth is not None:
+            return True
         if self.require_auth is not None:
             return self.require_auth
         # Configured tokens are always enforced: a user who set them expects them to matter, loopback or not.
@@ -247,10 +357,10 @@ ANONYMOUS = Grant(None, Principal(), frozenset({"*"}), allow_destructive=True)
 class Authenticator:
     """Checks ``Authorization: Bearer ...`` headers against the configured tokens in constant time."""
 
-    def __init__(self, tokens: Iterable[TokenSpec], *, required: bool) -> None:
+    def __init__(self, tokens: Iterable[TokenSpec], *, required: bool, oauth: bool = False) -> None:
         self._tokens = [(bytes.fromhex(t.token_sha256), t) for t in tokens]
         self.required = required
-        if required and not self._tokens:
+        if required and not self._tokens and not oauth:
             raise ConfigError(
                 f"authentication is required but no tokens are configured; set {TOKENS_ENV}='name:token:scopes' "
                 "or policy.tokens in mcphive.toml (or bind to 127.0.0.1)"
@@ -389,37 +499,104 @@ def tool_fingerprint(tool: Mapping[str, Any]) -> str:
 PinStatus = Literal["approved", "new"]
 
 
+@dataclass(frozen=True)
+class PinReview:
+    """How a server's current tools compare with what was approved (see :meth:`PinStore.review`)."""
+
+    server: str
+    approved: bool
+    """Whether the server was ever approved (an unapproved server's tools are not offered at all)."""
+    unchanged: tuple[str, ...]
+    changed: tuple[str, ...]
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+    @property
+    def clean(self) -> bool:
+        """The server is approved and every current tool matches its pin."""
+        return self.approved and not (self.changed or self.added)
+
+
 class PinStore:
     """Approved tool fingerprints, per server, in a small JSON file.
 
-    The file is read and written synchronously (it is tiny); from async code call it through
-    ``anyio.to_thread.run_sync`` if it may sit on a slow disk.
+    The pin file maps ``{server: {tool: sha256}}`` (the shape ``mcp_tool_audit`` reads); the approved
+    definitions themselves are kept beside it in ``<name>.definitions.json`` so a later approval can show
+    what changed. Reads are cached on the file's mtime and size, so checking pins per task costs a ``stat``.
+    The files are read and written synchronously (they are tiny); from async code call them through
+    ``anyio.to_thread.run_sync`` if they may sit on a slow disk.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._cache: tuple[tuple[int, int], dict[str, dict[str, str]]] | None = None
+
+    @property
+    def definitions_path(self) -> Path:
+        """The file beside the pins holding the approved definitions."""
+        return self.path.with_name(f"{self.path.stem}.definitions.json")
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"tool pin file {path} is unreadable ({e}); fix or delete it and approve again") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"tool pin file {path} is not a JSON object; delete it and approve again")
+        return data
 
     def _load(self) -> dict[str, dict[str, str]]:
-        if not self.path.exists():
-            return {}
         try:
-            data = json.loads(self.path.read_text("utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError(
-                f"tool pin file {self.path} is unreadable ({e}); fix or delete it and approve again"
-            ) from e
-        if not isinstance(data, dict):
-            raise ConfigError(f"tool pin file {self.path} is not a JSON object; delete it and approve again")
-        return data
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return {}
+        key = (stat.st_mtime_ns, stat.st_size)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._read(self.path))
+        return self._cache[1]
+
+    def _write(self, path: Path, data: Mapping[str, Any]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", "utf-8")
+        tmp.replace(path)
+
+    def pins(self, server: str) -> dict[str, str] | None:
+        """``{tool: sha256}`` approved for ``server``; None when the server was never approved."""
+        pinned = self._load().get(server)
+        return dict(pinned) if isinstance(pinned, dict) else None
+
+    def definitions(self, server: str) -> dict[str, Any]:
+        """The approved definitions of ``server``'s tools, by name (empty when none were recorded)."""
+        recorded = self._read(self.definitions_path).get(server)
+        return dict(recorded) if isinstance(recorded, dict) else {}
 
     def approve(self, server: str, tools: Iterable[Mapping[str, Any]]) -> None:
         """Pin the current definitions of ``tools`` on ``server`` (replacing that server's pins)."""
-        pins = self._load()
+        tools = list(tools)
+        definitions = self._read(self.definitions_path)
+        definitions[server] = {str(t["name"]): dict(t) for t in tools}
+        self._write(self.definitions_path, definitions)
+        pins = dict(self._load())
         pins[server] = {str(t["name"]): tool_fingerprint(t) for t in tools}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(pins, indent=2, sort_keys=True) + "\n", "utf-8")
-        tmp.replace(self.path)
+        self._write(self.path, pins)
+        self._cache = None
+
+    def review(self, server: str, tools: Iterable[Mapping[str, Any]]) -> PinReview:
+        """Compare ``tools`` (a server's current definitions) with its pins."""
+        pinned = self.pins(server)
+        current = {str(t["name"]): tool_fingerprint(t) for t in tools}
+        known = pinned or {}
+        return PinReview(
+            server=server,
+            approved=pinned is not None,
+            unchanged=tuple(sorted(n for n, sha in current.items() if known.get(n) == sha)),
+            changed=tuple(sorted(n for n, sha in current.items() if n in known and known[n] != sha)),
+            added=tuple(sorted(n for n in current if n not in known)),
+            removed=tuple(sorted(n for n in known if n not in current)),
+        )
 
     def check(self, server: str, tool: Mapping[str, Any]) -> PinStatus:
         """``"approved"`` when ``tool`` matches its pin, ``"new"`` when it has none.
@@ -427,12 +604,12 @@ class PinStore:
         Raises:
             ToolDefinitionChanged: the tool's definition differs from the approved one.
         """
-        pinned = self._load().get(server, {}).get(str(tool.get("name")))
+        pinned = (self.pins(server) or {}).get(str(tool.get("name")))
         if pinned is None:
             return "new"
         if not hmac.compare_digest(pinned, tool_fingerprint(tool)):
             raise ToolDefinitionChanged(
                 f"tool {tool.get('name')!r} on server {server!r} changed since it was approved (a rug pull?) "
-                f"— review it and run `mcphive mcp approve {server}`"
+                f"— review it with `mcphive mcp approve {server} --dry-run`, then run `mcphive mcp approve {server}`"
             )
         return "approved"

@@ -3,13 +3,15 @@
 A spec names the agent, says what it does, lists example tasks (the semantic router's training
 data) and high-precision regex rules, the **survey** (tool calls that always run first, giving a
 useful floor whatever the model) and the **tools** the agent may use — its scoped view of the
-MCP servers.
+MCP servers. External MCP servers add ``<server>.<tool>`` entries (or ``<server>.*``, every tool
+of the server) to the agents their ``allow`` table names.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mcphive.errors import ConfigError, UnknownAgent
-from mcphive.settings import AgentConfig
+from mcphive.settings import AgentConfig, ExternalServerConfig
 
 __all__ = ["AgentSpec", "SurveyCall", "get_spec", "load_specs", "spec_from_config", "specs_for"]
 
@@ -112,9 +114,27 @@ def spec_from_config(config: AgentConfig, known_tools: set[str]) -> AgentSpec:
         raise ConfigError(f"agent {config.name!r} in settings is invalid: {e}") from e
 
 
-def specs_for(configs: list[AgentConfig], known_tools: set[str]) -> dict[str, AgentSpec]:
-    """The built-in specs plus (or overridden by) the ones settings define."""
+def specs_for(
+    configs: list[AgentConfig], known_tools: set[str], external: Sequence[ExternalServerConfig] = ()
+) -> dict[str, AgentSpec]:
+    """The built-in specs plus (or overridden by) the ones settings define, with the external tools they may use.
+
+    Raises:
+        ConfigError: an agent spec is invalid, or an external server's ``allow`` names an unknown agent.
+    """
     specs = dict(load_specs())
     for config in configs:
         specs[config.name] = spec_from_config(config, known_tools)
+    for server in external:
+        unknown = sorted(set(server.allow) - set(specs) - {"*"})
+        if unknown:
+            raise ConfigError(
+                f"MCP server {server.name!r} allows unknown agent(s) {', '.join(unknown)}; "
+                f"choose from: *, {', '.join(specs)}"
+            )
+        for agent, tools in server.allow.items():
+            names = [f"{server.name}.*"] if "*" in tools else [f"{server.name}.{tool}" for tool in tools]
+            for target in specs if agent == "*" else [agent]:
+                merged = dict.fromkeys([*specs[target].tools, *names])
+                specs[target] = specs[target].model_copy(update={"tools": tuple(merged)})
     return specs

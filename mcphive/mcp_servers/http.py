@@ -10,6 +10,12 @@ limit, before it is answered); anything else (no body, not JSON, a notification,
 oversized body) gets a plain HTTP error body, ``{"error": {"code", "message", "data"}}`` with no
 ``jsonrpc``/``id``, since the 2026-07-28 schema has no null id.
 
+With ``policy.oauth`` set the server is also an OAuth 2.1 resource server: it serves its RFC 9728
+metadata at ``/.well-known/oauth-protected-resource`` (and under the resource's path), answers a 401
+with ``WWW-Authenticate: Bearer ... resource_metadata="..."``, and accepts JWT access tokens whose
+signature, issuer, audience (this resource) and expiry verify (:class:`~mcphive.policy.JWTVerifier`);
+static tokens keep working beside them.
+
 The admitted request's :class:`~mcphive.policy.Grant` rides in the ASGI scope under
 :data:`GRANT_SCOPE_KEY`; tools read it with :func:`grant_of` (the state server binds handles to it).
 
@@ -40,6 +46,7 @@ from mcphive.errors import ConfigError
 from mcphive.policy import (
     Authenticator,
     Grant,
+    JWTVerifier,
     PolicyConfig,
     PolicyViolation,
     RateLimited,
@@ -139,10 +146,10 @@ async def _respond(send: Send, status: int, body: bytes, extra: Mapping[str, str
     await send({"type": "http.response.body", "body": body})
 
 
-async def _refuse(send: Send, error: PolicyViolation, request_id: Any = None) -> None:
+async def _refuse(send: Send, error: PolicyViolation, request_id: Any = None, challenge: str = "") -> None:
     extra: dict[str, str] = {}
     if isinstance(error, Unauthenticated):
-        extra["www-authenticate"] = 'Bearer realm="mcphive"'
+        extra["www-authenticate"] = f'Bearer realm="mcphive"{challenge}'
     if isinstance(error, RateLimited):
         extra["retry-after"] = str(max(1, math.ceil(error.retry_after)))
     await _respond(send, error.status, _error_body(error.status, str(error), request_id), extra)
@@ -156,7 +163,12 @@ class PolicyApp:
             raise ConfigError("no MCP servers to serve; pass at least one, e.g. {'state': build_state_server()}")
         self.policy = policy
         self.bind_host = bind_host
-        self.authenticator = Authenticator(policy.tokens, required=policy.auth_required(bind_host))
+        self.authenticator = Authenticator(
+            policy.tokens, required=policy.auth_required(bind_host), oauth=policy.oauth is not None
+        )
+        self.jwt = JWTVerifier(policy.oauth) if policy.oauth is not None else None
+        # RFC 9728 section 5.1: a 401 names the metadata, so a client can find the authorization server.
+        self.challenge = f', resource_metadata="{policy.oauth.metadata_url}"' if policy.oauth is not None else ""
         self.limiter = RateLimiter(policy.rate_limit)
         self.mounts = {name: _Mount(name, server, policy, bind_host) for name, server in servers.items()}
         self.routes: dict[str, _Mount] = {f"/mcp/{name}": mount for name, mount in self.mounts.items()}
@@ -193,6 +205,10 @@ class PolicyApp:
         await send({"type": "lifespan.shutdown.complete"})
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.policy.oauth is not None and scope["path"].startswith("/.well-known/oauth-protected-resource"):
+            metadata = self.policy.oauth.metadata(sorted(self.mounts))
+            await _respond(send, 200, json.dumps(metadata).encode("utf-8"), {"cache-control": "max-age=3600"})
+            return
         mount = self.routes.get(scope["path"].rstrip("/") or "/")
         if mount is None:
             served = ", ".join(sorted(self.routes))
@@ -200,13 +216,15 @@ class PolicyApp:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            grant = self._admit(scope, headers, mount.name)
+            grant = await self._admit(scope, headers, mount.name)
         except PolicyViolation as e:
             await self._refuse_request(scope, receive, send, e)
             return
         scope = {**scope, GRANT_SCOPE_KEY: grant}
         if grant.token_name is not None:
-            scope["user"] = self._users[grant.token_name]
+            scope["user"] = self._users.get(grant.token_name) or AuthenticatedUser(
+                AccessToken(token=grant.token_name, client_id=grant.token_name, scopes=sorted(grant.scopes))
+            )
         if scope["method"] != "POST":
             await mount.manager.handle_request(scope, receive, send)
             return
@@ -228,7 +246,7 @@ class PolicyApp:
     async def _refuse_request(self, scope: Scope, receive: Receive, send: Send, error: PolicyViolation) -> None:
         """Refuse, echoing the request's JSON-RPC id: read the (size-limited) body first when there is one."""
         if scope["method"] != "POST" or isinstance(error, RequestTooLarge):
-            await _refuse(send, error)
+            await _refuse(send, error, challenge=self.challenge)
             return
         try:
             body = await self._read_body(receive)
@@ -237,9 +255,17 @@ class PolicyApp:
             return
         except _ClientGone:
             return
-        await _refuse(send, error, _request_id(body))
+        await _refuse(send, error, _request_id(body), self.challenge)
 
-    def _admit(self, scope: Scope, headers: dict[str, str], server: str) -> Grant:
+    async def _authenticate(self, header: str | None) -> Grant:
+        """Static tokens in constant time; with OAuth on, a JWT-shaped bearer token is verified as an access token."""
+        presented = header.partition(" ")[2].strip() if header else ""
+        if self.jwt is not None and header and header[:7].lower() == "bearer " and presented.count(".") == 2:
+            # In a thread: the first use of a jwks_url fetches the key set.
+            return await anyio.to_thread.run_sync(self.jwt.verify, presented)
+        return self.authenticator.authenticate(header)
+
+    async def _admit(self, scope: Scope, headers: dict[str, str], server: str) -> Grant:
         check_host(headers.get("host"), bind_host=self.bind_host, allowed=self.policy.allowed_hosts)
         check_origin(headers.get("origin"), allowed=self.policy.allowed_origins, bind_host=self.bind_host)
         declared = headers.get("content-length")
@@ -248,7 +274,7 @@ class PolicyApp:
         client = scope.get("client")
         address = f"addr:{client[0] if client else 'unknown'}"
         try:
-            grant = self.authenticator.authenticate(headers.get("authorization"))
+            grant = await self._authenticate(headers.get("authorization"))
         except Unauthenticated:
             self.limiter.check(address)  # failed guesses spend the address's budget too
             raise
