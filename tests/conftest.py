@@ -10,7 +10,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"
 # Real remote model calls are blocked: a developer's key must never make "auto" pick Anthropic.
 os.environ.pop("ANTHROPIC_API_KEY", None)
-for _name in [n for n in os.environ if n.startswith("MCPHIVE_")]:
+for _name in [n for n in os.environ if n.startswith("MCPHIVE_") and n != "MCPHIVE_VLLM_VENV"]:
     del os.environ[_name]
 
 import pytest  # noqa: E402

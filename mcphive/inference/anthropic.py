@@ -61,12 +61,20 @@ class AnthropicModel:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
         """Yield the reply's text as the API streams it."""
+        async for event in self.stream_events(request):
+            if isinstance(event, str):
+                yield event
+
+    async def stream_events(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
+        """Yield the reply's text as the API streams it, then the reply's token usage."""
         try:
             async with self._client.messages.stream(**self._params(request)) as events:
                 async for text in events.text_stream:
                     yield text
+                final = await events.get_final_message()
         except anthropic.APIError as e:
             raise self._translate(e) from e
+        yield Usage(input_tokens=final.usage.input_tokens, output_tokens=final.usage.output_tokens, model_calls=1)
 
     async def aclose(self) -> None:
         """Close the SDK's HTTP client."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mcphive.inference.pool.launcher import PoolLauncher
-from mcphive.inference.pool.members import CircuitBreaker, MemberFailure, MemberState
+from mcphive.inference.pool.launcher import PoolLauncher, ServerCommand
+from mcphive.inference.pool.members import Capabilities, CircuitBreaker, MemberFailure, MemberState, ToolMode
 from mcphive.inference.pool.metrics import LoadMetrics, MetricsParseError, load_metrics, parse_prometheus
 from mcphive.inference.pool.policies import (
     LeastLoaded,
@@ -14,9 +14,10 @@ from mcphive.inference.pool.policies import (
     SessionAffinity,
     make_policy,
 )
-from mcphive.inference.pool.pool import PoolModel, pool_session
+from mcphive.inference.pool.pool import PoolModel, SpillAccount, pool_session
 
 __all__ = [
+    "Capabilities",
     "CircuitBreaker",
     "LeastLoaded",
     "LoadMetrics",
@@ -29,7 +30,10 @@ __all__ = [
     "RoundRobin",
     "RouteKey",
     "RoutingPolicy",
+    "ServerCommand",
     "SessionAffinity",
+    "SpillAccount",
+    "ToolMode",
     "load_metrics",
     "make_policy",
     "parse_prometheus",

@@ -138,6 +138,27 @@ def render_metrics(pool: PoolModel, requests: Counter[tuple[str, int]]) -> str:
             f"# TYPE mcphive_pool_member_{key}_total counter",
         ]
         lines += [f'mcphive_pool_member_{key}_total{{member="{m["url"]}"}} {m[key]}' for m in status]
+    for key, help_text in (
+        ("input_tokens", "Prompt tokens of the replies the member served."),
+        ("output_tokens", "Completion tokens of the replies the member served."),
+    ):
+        lines += [
+            f"# HELP mcphive_pool_member_{key}_total {help_text}",
+            f"# TYPE mcphive_pool_member_{key}_total counter",
+        ]
+        lines += [f'mcphive_pool_member_{key}_total{{member="{m["url"]}"}} {m[key]}' for m in status]
+    spill = pool.spill_status()
+    for key, help_text in (
+        ("requests", "Requests the fallback model answered because no member could."),
+        ("input_tokens", "Prompt tokens sent to the fallback model."),
+        ("output_tokens", "Completion tokens from the fallback model."),
+        ("cost_usd", "What the fallback's tokens cost, in US dollars, at the configured price."),
+    ):
+        lines += [
+            f"# HELP mcphive_pool_spill_{key}_total {help_text}",
+            f"# TYPE mcphive_pool_spill_{key}_total counter",
+            f"mcphive_pool_spill_{key}_total {spill[key]}",
+        ]
     lines += [
         "# HELP mcphive_front_requests_total Requests to the front by route and HTTP status.",
         "# TYPE mcphive_front_requests_total counter",

@@ -1,21 +1,33 @@
-"""Start a pool of local ``python -m llama_cpp.server`` members as subprocesses (tests, benchmarks, demos)."""
+"""Start a pool of local model servers as subprocesses (tests, benchmarks, demos).
+
+By default each member is ``python -m llama_cpp.server`` with the bundled SmolLM2 GGUF. Any other
+OpenAI-compatible server runs the same way from a :class:`ServerCommand`: an argv and environment
+with ``{port}``, ``{index}`` and ``{core}`` placeholders, e.g. ``python -m vllm.entrypoints.openai.api_server``
+in another virtual environment (:meth:`ServerCommand.from_manifest` reads what ``scripts/vllm-cpu`` wrote).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 import httpx2
 
-from mcphive.errors import ModelUnavailable
+from mcphive.errors import ConfigError, ModelUnavailable
 from mcphive.inference.local import default_gguf_path
 
-__all__ = ["PoolLauncher"]
+__all__ = ["PoolLauncher", "ServerCommand"]
 
 
 def _free_port() -> int:
@@ -24,20 +36,64 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class ServerCommand:
+    """How to start one member: an argv and extra environment, with placeholders.
+
+    ``{port}`` is the member's port, ``{index}`` its position in the pool and ``{core}`` the CPU core
+    it may pin itself to (``index`` modulo the machine's cores).
+
+    Attributes:
+        argv: The command line.
+        env: Variables added to the launcher's own environment.
+        name: What the server is, for error messages.
+    """
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    name: str = "model server"
+
+    @classmethod
+    def from_manifest(cls, path: Path) -> ServerCommand:
+        """The vLLM CPU server that ``scripts/vllm-cpu`` installed, from its manifest (``mcphive-vllm.json``).
+
+        Raises:
+            ConfigError: the manifest is missing or does not say how to serve.
+        """
+        try:
+            serve = json.loads(path.read_text())["serve"]
+            return cls(tuple(serve["argv"]), dict(serve["env"]), name="vLLM")
+        except FileNotFoundError as e:
+            raise ConfigError(f"no vLLM CPU environment at {path.parent}; run scripts/vllm-cpu to install it") from e
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"{path} does not say how to start vLLM ({e!r}); run scripts/vllm-cpu again") from e
+
+    def render(self, index: int, port: int) -> tuple[list[str], dict[str, str]]:
+        """The argv and the extra environment of member ``index`` listening on ``port``."""
+        values = {"port": port, "index": index, "core": index % (os.cpu_count() or 1)}
+        argv = [part.format(**values) for part in self.argv]
+        env = {key: value.format(**values) for key, value in self.env.items()}
+        return argv, env
+
+
 class PoolLauncher:
-    """``size`` llama.cpp servers on loopback, each on its own free port.
+    """``size`` model servers on loopback, each on its own free port.
 
     Blocking: use it from synchronous code (fixtures, a benchmark's ``main``) or through
-    ``anyio.to_thread.run_sync``. Each server runs one request at a time with
-    ``--interrupt_requests false`` (so a queued request does not cut a running stream short)
-    and keeps its KV cache between requests, reusing the longest common prompt prefix.
+    ``anyio.to_thread.run_sync``. Each member runs in its own process group, so stopping it also
+    ends the worker processes it started (vLLM's engine core).
+
+    The default members are llama.cpp servers that run one request at a time with
+    ``--interrupt_requests false`` (so a queued request does not cut a running stream short) and
+    keep their KV cache between requests, reusing the longest common prompt prefix.
 
     Args:
         size: How many members.
-        model_path: The GGUF file; default: the bundled SmolLM2-135M.
+        server: How to start a member; default: ``llama_cpp.server`` with ``model_path``.
+        model_path: The GGUF file of the default server; default: the bundled SmolLM2-135M.
         model_alias: The model name the members answer to.
-        n_ctx: Context length of each member.
-        extra_args: More ``llama_cpp.server`` flags for every member.
+        n_ctx: Context length of each default member.
+        extra_args: More ``llama_cpp.server`` flags for every default member.
         log_dir: Where each member's log goes (``member-<i>.log``); default: a temporary folder.
         start_timeout: Seconds each member may take to answer ``/v1/models``.
     """
@@ -46,6 +102,7 @@ class PoolLauncher:
         self,
         size: int = 2,
         *,
+        server: ServerCommand | None = None,
         model_path: Path | None = None,
         model_alias: str = "smollm2",
         n_ctx: int = 2048,
@@ -54,9 +111,13 @@ class PoolLauncher:
         start_timeout: float = 120.0,
     ) -> None:
         self.model_alias = model_alias
-        self._model_path = model_path or default_gguf_path()
-        self._n_ctx = n_ctx
-        self._extra_args = extra_args
+        if server is None:
+            argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path or default_gguf_path())]
+            argv += ["--model_alias", model_alias, "--host", "127.0.0.1", "--port", "{port}"]
+            argv += ["--n_ctx", str(n_ctx), "--n_threads", "1", "--n_threads_batch", "1"]
+            argv += ["--interrupt_requests", "false", *extra_args]
+            server = ServerCommand(tuple(argv), name="llama_cpp.server")
+        self.server = server
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if log_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="mcphive-pool-")
@@ -90,12 +151,11 @@ class PoolLauncher:
         self.stop()
 
     def _spawn(self, index: int) -> None:
-        command = [sys.executable, "-m", "llama_cpp.server", "--model", str(self._model_path)]
-        command += ["--model_alias", self.model_alias, "--host", "127.0.0.1", "--port", str(self.ports[index])]
-        command += ["--n_ctx", str(self._n_ctx), "--n_threads", "1", "--n_threads_batch", "1"]
-        command += ["--interrupt_requests", "false", *self._extra_args]
+        argv, env = self.server.render(index, self.ports[index])
         with self.log_path(index).open("ab") as log:
-            self.processes[index] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            self.processes[index] = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=os.environ | env, start_new_session=True
+            )
 
     def wait_ready(self, index: int) -> None:
         """Block until member ``index`` answers ``/v1/models``.
@@ -116,13 +176,13 @@ class PoolLauncher:
                     pass
                 time.sleep(0.1)  # polling a child process from synchronous code; nothing to wait on instead
         tail = self.log_path(index).read_text(errors="replace")[-2000:]
-        raise ModelUnavailable(f"llama_cpp.server member {index} did not start; its log ends:\n{tail}")
+        raise ModelUnavailable(f"{self.server.name} member {index} did not start; its log ends:\n{tail}")
 
     def kill(self, index: int) -> None:
-        """Kill member ``index`` at once (SIGKILL), as a crash would."""
+        """Kill member ``index`` and its workers at once (SIGKILL), as a crash would."""
         process = self.processes[index]
         if process is not None and process.poll() is None:
-            process.kill()
+            _signal_group(process, signal.SIGKILL)
             process.wait()
 
     def restart(self, index: int) -> None:
@@ -132,18 +192,23 @@ class PoolLauncher:
         self.wait_ready(index)
 
     def stop(self) -> None:
-        """Stop every member: SIGTERM, then SIGKILL after 10 s."""
+        """Stop every member: SIGTERM to its process group, then SIGKILL after 10 s."""
         for process in self.processes:
             if process is not None and process.poll() is None:
-                process.terminate()
+                _signal_group(process, signal.SIGTERM)
         for process in self.processes:
             if process is None:
                 continue
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            # Workers the member started may outlive it; its process group ends with it.
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)

@@ -3,22 +3,61 @@
 from __future__ import annotations
 
 import email.utils
+import itertools
 import json
 import math
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import httpx2
 
-from mcphive.inference.base import ChatRequest, ChatResponse
+from mcphive.inference._schema import answer_max_chars, parse_choice, plain_messages, tool_choice_schema, tools_prompt
+from mcphive.inference.base import ChatMessage, ChatRequest, ChatResponse, ModelToolCall
 from mcphive.inference.openai_compat import OpenAICompatModel
 from mcphive.inference.pool.metrics import LoadMetrics
+from mcphive.types import Usage
 
-__all__ = ["CircuitBreaker", "MemberClient", "MemberFailure", "MemberState"]
+__all__ = ["Capabilities", "CircuitBreaker", "MemberClient", "MemberFailure", "MemberState", "ToolMode"]
 
 FailureKind = Literal["connect", "timeout", "overloaded", "server", "garbage", "rejected"]
+ToolMode = Literal["native", "json_schema"]
+"""How tools reach a member: OpenAI ``tools`` (the server's own tool-call parser), or a ``response_format``
+JSON schema that admits exactly one valid call (or an answer), read back into a tool call by mcphive."""
+
+_ids = itertools.count(1)
+_PROBE_TOOL = {
+    "type": "function",
+    "function": {"name": "probe", "description": "Capability probe.", "parameters": {"type": "object"}},
+}
+_PROBE_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "probe",
+        "schema": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a member's server supports, as probed with two one-token requests and ``/v1/models``.
+
+    Attributes:
+        tools: It accepts ``tools`` with ``tool_choice: "auto"`` (vLLM only with ``--enable-auto-tool-choice``).
+        structured: It accepts ``response_format`` of type ``json_schema``.
+        max_context: Its context length in tokens (vLLM's ``max_model_len``); ``None`` when not reported.
+    """
+
+    tools: bool
+    structured: bool
+    max_context: int | None = None
+
+    @property
+    def tool_mode(self) -> ToolMode:
+        """Native tool calls where the server parses them, else schema-constrained JSON where it can."""
+        return "json_schema" if self.structured and not self.tools else "native"
 
 
 class MemberFailure(Exception):
@@ -71,15 +110,17 @@ def _transport(e: httpx2.TransportError) -> MemberFailure:
 
 class MemberClient(OpenAICompatModel):
     """The OpenAI-compatible client of one member, raising :class:`MemberFailure` instead of a
-    user-facing error so the pool can decide to retry. Request and reply mapping are inherited.
+    user-facing error so the pool can decide to retry. Request and reply mapping are inherited,
+    plus the JSON-schema tool mode, token usage of streamed replies and the capability probe.
     """
 
     retry_after_cap: float = 30.0
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, *, tool_mode: ToolMode = "native") -> ChatResponse:
         """One non-streamed completion."""
+        body = self._member_body(request, tool_mode)
         try:
-            response = await self._client.post(f"{self.base_url}/chat/completions", json=self._body(request))
+            response = await self._client.post(f"{self.base_url}/chat/completions", json=body)
         except httpx2.TransportError as e:
             raise _transport(e) from e
         if response.status_code >= 400:
@@ -87,13 +128,22 @@ class MemberClient(OpenAICompatModel):
                 response.status_code, response.text, response.headers.get("retry-after"), self.retry_after_cap
             )
         try:
-            return self._response(response.json())
+            reply = self._response(response.json())
         except (ValueError, KeyError, IndexError, TypeError) as e:
             raise MemberFailure("garbage", f"not an OpenAI chat completion: {response.text[:200]!r}") from e
+        return _read_choice(reply, request) if "response_format" in body else reply
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[str, None]:
-        """Stream the reply; a failure after the first chunk is raised as it is, with no retry."""
-        body = self._body(request) | {"stream": True}
+        """Stream the reply's text; a failure after the first chunk is raised as it is, with no retry."""
+        async for event in self.stream_events(request):
+            if isinstance(event, str):
+                yield event
+
+    async def stream_events(self, request: ChatRequest) -> AsyncGenerator[str | Usage, None]:
+        """Stream the reply: its text chunks, then its token usage where the server reports it
+        (``stream_options.include_usage``; servers that ignore the option send none).
+        """
+        body = self._member_body(request, "native") | {"stream": True, "stream_options": {"include_usage": True}}
         try:
             async with self._client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
                 if response.status_code >= 400:
@@ -101,16 +151,90 @@ class MemberClient(OpenAICompatModel):
                     retry_after = response.headers.get("retry-after")
                     raise _classify(response.status_code, response.text, retry_after, self.retry_after_cap)
                 async for line in response.aiter_lines():
-                    text = _event_text(line)
-                    if text is None:
+                    event = _event(line)
+                    if event is None:
                         return
-                    if text:
-                        yield text
+                    if event:
+                        yield event
         except httpx2.TransportError as e:
             raise _transport(e) from e
 
+    async def probe(self) -> Capabilities:
+        """Ask the server what it supports: tool calls, JSON-schema output, context length.
 
-def _event_text(line: str) -> str | None:
+        Raises:
+            MemberFailure: it could not be asked (down, overloaded, broken); nothing is learnt.
+        """
+        base: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": "Say ok."}],
+            "max_tokens": 1,
+            "temperature": 0.0,
+        }
+        tools = await self._accepts(base | {"tools": [_PROBE_TOOL], "tool_choice": "auto"})
+        structured = await self._accepts(base | {"response_format": _PROBE_SCHEMA})
+        return Capabilities(tools=tools, structured=structured, max_context=await self._max_context())
+
+    async def _accepts(self, body: dict[str, Any]) -> bool:
+        try:
+            response = await self._client.post(f"{self.base_url}/chat/completions", json=body)
+        except httpx2.TransportError as e:
+            raise _transport(e) from e
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _classify(
+                response.status_code, response.text, response.headers.get("retry-after"), self.retry_after_cap
+            )
+        return response.status_code < 400
+
+    async def _max_context(self) -> int | None:
+        try:
+            response = await self._client.get(f"{self.base_url}/models")
+            entries = response.json()["data"]
+        except (httpx2.TransportError, ValueError, KeyError, TypeError):
+            return None
+        for entry in entries if isinstance(entries, list) else ():
+            if not isinstance(entry, dict) or self.model not in ("default", entry.get("id")):
+                continue
+            if isinstance(value := entry.get("max_model_len"), int):
+                return value
+        return None
+
+    def _member_body(self, request: ChatRequest, tool_mode: ToolMode) -> dict[str, Any]:
+        tools = request.tools if request.tool_choice != "none" else []
+        if not tools or tool_mode == "native":
+            body = self._body(request)
+            for tool in body.get("tools", ()):
+                # Without "strict", vLLM's parsers let the arguments stray from the schema.
+                tool["function"]["strict"] = True
+            return body
+        required = request.tool_choice == "required"
+        schema = tool_choice_schema(tools, answer_chars=None if required else answer_max_chars(request.max_tokens))
+        return {
+            "model": self.model,
+            "messages": plain_messages(request.messages, system_suffix=tools_prompt(tools, required=required)),
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}},
+        }
+
+
+def _read_choice(reply: ChatResponse, request: ChatRequest) -> ChatResponse:
+    """A reply constrained by :func:`tool_choice_schema`, turned into a tool call or an answer."""
+    if reply.finish_reason == "length":
+        return reply  # cut short: the JSON is incomplete, the caller sees the raw text and "length"
+    parsed = parse_choice(reply.message.content, request.tools)
+    if isinstance(parsed, tuple):
+        call = ModelToolCall(id=f"call_{next(_ids)}", name=parsed[0], arguments=parsed[1])
+        return reply.model_copy(
+            update={"message": ChatMessage(role="assistant", tool_calls=[call]), "finish_reason": "tool_calls"}
+        )
+    if isinstance(parsed, str):
+        return reply.model_copy(update={"message": ChatMessage(role="assistant", content=parsed)})
+    return reply.model_copy(update={"finish_reason": "error"})
+
+
+def _event(line: str) -> str | Usage | None:
+    """One server-sent event line: its text, its usage, ``""`` when it has neither, ``None`` at ``[DONE]``."""
     if not line.strip() or line.startswith(":"):
         return ""
     if not line.startswith("data:"):
@@ -119,7 +243,16 @@ def _event_text(line: str) -> str | None:
     if payload == "[DONE]":
         return None
     try:
-        delta = json.loads(payload)["choices"][0].get("delta") or {}
+        data = json.loads(payload)
+        choices = data["choices"]
+        if not choices:
+            usage = data.get("usage") or {}
+            return Usage(
+                input_tokens=int(usage.get("prompt_tokens", 0)),
+                output_tokens=int(usage.get("completion_tokens", 0)),
+                model_calls=1,
+            )
+        delta = choices[0].get("delta") or {}
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
         raise MemberFailure("garbage", f"malformed stream event {payload[:200]!r}") from e
     return str(delta.get("content") or "")
@@ -171,6 +304,8 @@ class MemberState:
         has_metrics: ``False`` once the member proved to expose no vLLM metrics (llama.cpp).
         cooling_until: ``time.monotonic()`` before which it asked (429 + Retry-After) not to be sent work.
         served_models: Model names from ``/v1/models``; ``None`` until known.
+        capabilities: What its server supports; ``None`` until probed.
+        usage: Tokens of the replies it served (streamed ones where the server reports usage).
         last_error: Why it last failed, for error messages.
     """
 
@@ -185,6 +320,8 @@ class MemberState:
     has_metrics: bool | None = None
     cooling_until: float = 0.0
     served_models: frozenset[str] | None = None
+    capabilities: Capabilities | None = None
+    usage: Usage = field(default_factory=Usage)
     last_error: str = ""
 
     @property

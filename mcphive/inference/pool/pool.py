@@ -4,28 +4,36 @@ A request goes to the member the routing policy picks among those that may take 
 open, not cooling after a 429, not saturated, serving the model). Connection errors, timeouts,
 429s, 5xx and garbage replies are retried on another member as long as no text has reached the
 caller; after the first streamed chunk a failure is raised as it is. When no member can take a
-request within ``queue_timeout`` the optional ``fallback`` model answers, else ``ModelUnavailable``.
+request within ``queue_timeout`` the optional ``fallback`` model answers (its tokens and their cost
+are accounted in :attr:`PoolModel.spill`), else ``ModelUnavailable``.
+
+Requests with tools go to each member in the form it supports, learnt by a one-time capability probe:
+native tool calls where its server parses them, else a JSON schema that admits only a valid call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Literal
 
 import anyio
 
 from mcphive.errors import ConfigError, ModelUnavailable
 from mcphive.inference.base import ChatModel, ChatRequest, ChatResponse
-from mcphive.inference.pool.members import CircuitBreaker, MemberClient, MemberFailure, MemberState
+from mcphive.inference.pool.members import CircuitBreaker, MemberClient, MemberFailure, MemberState, ToolMode
 from mcphive.inference.pool.monitor import Monitor
 from mcphive.inference.pool.policies import RouteKey, RoutingPolicy, make_policy, prefix_hashes
+from mcphive.types import Usage
 
-__all__ = ["PoolModel", "pool_session"]
+__all__ = ["PoolModel", "SpillAccount", "pool_session"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,29 @@ def pool_session(session_id: str) -> Iterator[None]:
         _session.reset(token)
 
 
+@dataclass
+class SpillAccount:
+    """What the fallback model answered for the pool: requests, tokens and what they cost.
+
+    Attributes:
+        requests: Requests the fallback answered.
+        usage: Their tokens; a streamed reply counts where the fallback reports usage (``stream_events``).
+        cost_usd: ``usage`` priced at the pool's ``fallback_price``; 0 when no price is set.
+        price: USD per million input and output tokens, or ``None``.
+    """
+
+    price: tuple[float, float] | None = None
+    requests: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+
+    def add(self, usage: Usage) -> None:
+        """Count the tokens of one spilled reply (or part of one) and their cost."""
+        self.usage += usage
+        if self.price is not None:
+            self.cost_usd += (usage.input_tokens * self.price[0] + usage.output_tokens * self.price[1]) / 1e6
+
+
 class PoolModel:
     """A :class:`~mcphive.inference.base.ChatModel` spreading requests over a pool of servers.
 
@@ -55,6 +86,8 @@ class PoolModel:
         policy: ``round_robin``, ``least_loaded``, ``session_affinity``, ``prefix_aware`` or a policy object;
             the default, ``prefix_aware``, measured best on an agent workload (``benchmarks/pool_routing.py``).
         fallback: Answers when no member can, instead of raising ``ModelUnavailable``.
+        fallback_price: USD per million input and output tokens of the fallback, for :attr:`spill`'s cost.
+        tool_mode: ``auto`` (each member as its capability probe says), ``native`` or ``json_schema`` for all.
         api_key: Bearer token for the members.
         max_in_flight: Requests ahead of a new one at which a member counts as saturated.
         queue_timeout: Seconds a request may wait for a member to become available.
@@ -73,6 +106,8 @@ class PoolModel:
         *,
         policy: str | RoutingPolicy = "prefix_aware",
         fallback: ChatModel | None = None,
+        fallback_price: tuple[float, float] | None = None,
+        tool_mode: Literal["auto"] | ToolMode = "auto",
         api_key: str | None = None,
         max_in_flight: int = 8,
         queue_timeout: float = 30.0,
@@ -90,6 +125,8 @@ class PoolModel:
         self.name = f"pool:{model}"
         self.policy = make_policy(policy) if isinstance(policy, str) else policy
         self.fallback = fallback
+        self.spill = SpillAccount(price=fallback_price)
+        self.tool_mode = tool_mode
         self.members = [
             MemberState(
                 url=url.rstrip("/"),
@@ -132,6 +169,31 @@ class PoolModel:
         """Poll every member once now (metrics, health, served models)."""
         await self._monitor.poll_once()
 
+    async def probe(self) -> None:
+        """Learn what each reachable member supports now (otherwise done at its first request with tools)."""
+        async with anyio.create_task_group() as group:
+            for member in self.members:
+                if member.breaker.state != "open":
+                    group.start_soon(self._probe_quietly, member)
+
+    async def _probe_quietly(self, member: MemberState) -> None:
+        with contextlib.suppress(MemberFailure):
+            member.capabilities = await member.client.probe()
+
+    async def _tool_mode(self, member: MemberState, request: ChatRequest) -> ToolMode:
+        """How this request's tools go to ``member``; probes it the first time.
+
+        Raises:
+            MemberFailure: the probe could not reach the member.
+        """
+        if not request.tools or request.tool_choice == "none":
+            return "native"
+        if self.tool_mode != "auto":
+            return self.tool_mode
+        if member.capabilities is None:
+            member.capabilities = await member.client.probe()
+        return member.capabilities.tool_mode
+
     async def aclose(self) -> None:
         """Stop polling and close every connection."""
         if self._task is not None:
@@ -158,7 +220,7 @@ class PoolModel:
             if (member := await self._acquire(key, tried)) is None:
                 break
             try:
-                response = await member.client.chat(request)
+                response = await member.client.chat(request, tool_mode=await self._tool_mode(member, request))
             except MemberFailure as failure:
                 self._failed(member, failure)
                 tried.add(member)
@@ -166,9 +228,13 @@ class PoolModel:
             finally:
                 self._release(member)
             self._succeeded(member)
+            member.usage += response.usage
             return response.model_copy(update={"model": self.name})
         if self.fallback is not None:
-            return await self.fallback.chat(request)
+            self.spill.requests += 1
+            spilled = await self.fallback.chat(request)
+            self.spill.add(spilled.usage)
+            return spilled
         raise self._unavailable()
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
@@ -180,10 +246,13 @@ class PoolModel:
                 break
             started = False
             try:
-                async with contextlib.aclosing(member.client.stream(request)) as chunks:
-                    async for chunk in chunks:
+                async with contextlib.aclosing(member.client.stream_events(request)) as events:
+                    async for event in events:
+                        if isinstance(event, Usage):
+                            member.usage += event
+                            continue
                         started = True
-                        yield chunk
+                        yield event
             except MemberFailure as failure:
                 self._failed(member, failure)
                 if started:
@@ -198,10 +267,23 @@ class PoolModel:
             self._succeeded(member)
             return
         if self.fallback is not None:
-            async for chunk in self.fallback.stream(request):
+            self.spill.requests += 1
+            async for chunk in self._spill_stream(self.fallback, request):
                 yield chunk
             return
         raise self._unavailable()
+
+    async def _spill_stream(self, fallback: ChatModel, request: ChatRequest) -> AsyncIterator[str]:
+        stream_events = getattr(fallback, "stream_events", None)
+        if stream_events is None:
+            async for chunk in fallback.stream(request):
+                yield chunk
+            return
+        async for event in stream_events(request):
+            if isinstance(event, Usage):
+                self.spill.add(event)
+            else:
+                yield str(event)
 
     def status(self) -> list[dict[str, object]]:
         """Each member's state, for logs and status pages."""
@@ -214,10 +296,22 @@ class PoolModel:
                 "failed": m.failed,
                 "load": m.load(self._stale_after),
                 "has_metrics": m.has_metrics,
+                "input_tokens": m.usage.input_tokens,
+                "output_tokens": m.usage.output_tokens,
+                "capabilities": None if m.capabilities is None else dataclasses.asdict(m.capabilities),
                 "last_error": m.last_error,
             }
             for m in self.members
         ]
+
+    def spill_status(self) -> dict[str, object]:
+        """What the fallback answered: requests, tokens and cost in USD."""
+        return {
+            "requests": self.spill.requests,
+            "input_tokens": self.spill.usage.input_tokens,
+            "output_tokens": self.spill.usage.output_tokens,
+            "cost_usd": self.spill.cost_usd,
+        }
 
     def _available(self, member: MemberState, now: float) -> bool:
         state = member.breaker.state

@@ -1,4 +1,4 @@
-"""The Prometheus text-format parser and the vLLM load figures, on a synthetic vLLM page."""
+"""The Prometheus text-format parser and the vLLM load figures, on a page captured from a real vLLM."""
 
 from __future__ import annotations
 
@@ -15,18 +15,18 @@ FIXTURE = Path(__file__).parents[2] / "fixtures" / "vllm_metrics.txt"
 def test_the_vllm_page_yields_queue_cache_and_prefix_figures() -> None:
     metrics = load_metrics(FIXTURE.read_text())
     assert metrics is not None
-    assert metrics.running == 3.0
-    assert metrics.waiting == 2.0
-    assert metrics.kv_cache_usage == pytest.approx(0.42)
-    assert metrics.prefix_hit_rate == pytest.approx(0.25)
+    assert metrics.running == 4.0
+    assert metrics.waiting == 0.0
+    assert metrics.kv_cache_usage == pytest.approx(0.011019283746556474)
+    assert metrics.prefix_hit_rate == pytest.approx(384 / 1240)
 
 
 def test_samples_keep_their_labels_and_special_values() -> None:
     samples = parse_prometheus(FIXTURE.read_text())
-    bucket = next(s for s in samples if s.labels.get("le") == "+Inf")
+    bucket = next(s for s in samples if s.labels.get("le") == "+Inf" and s.name.startswith("vllm:time_to_first"))
     assert bucket.name == "vllm:time_to_first_token_seconds_bucket"
     assert bucket.labels == {"engine": "0", "le": "+Inf", "model_name": "smollm2"}
-    assert bucket.value == 9.0
+    assert bucket.value == 15.0
     assert math.isinf(parse_prometheus('x{a="b"} +Inf 1700000000')[0].value)
 
 
