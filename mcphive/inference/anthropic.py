@@ -15,7 +15,14 @@ import anthropic
 import httpx2
 
 from mcphive.errors import ModelUnavailable
-from mcphive.inference.base import ChatMessage, ChatRequest, ChatResponse, ModelToolCall
+from mcphive.inference.base import (
+    ChatMessage,
+    ChatRequest,
+    ChatResponse,
+    ModelToolCall,
+    tool_names_from_wire,
+    wire_tool_name,
+)
 from mcphive.types import Usage
 
 __all__ = ["DEFAULT_ANTHROPIC_MODEL", "AnthropicModel"]
@@ -57,7 +64,7 @@ class AnthropicModel:
             message = await self._client.messages.create(**self._params(request))
         except anthropic.APIError as e:
             raise self._translate(e) from e
-        return self._response(message)
+        return self._response(message, request)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
         """Yield the reply's text as the API streams it."""
@@ -93,19 +100,25 @@ class AnthropicModel:
             params["system"] = system
         if request.tools:
             params["tools"] = [
-                {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in request.tools
+                {"name": wire_tool_name(t.name), "description": t.description, "input_schema": t.parameters}
+                for t in request.tools
             ]
             params["tool_choice"] = _TOOL_CHOICE[request.tool_choice]
         return params
 
-    def _response(self, message: Any) -> ChatResponse:
+    def _response(self, message: Any, request: ChatRequest | None = None) -> ChatResponse:
+        names = tool_names_from_wire(request)
         texts: list[str] = []
         calls: list[ModelToolCall] = []
         for block in message.content:
             if block.type == "text":
                 texts.append(block.text)
             elif block.type == "tool_use":
-                calls.append(ModelToolCall(id=block.id, name=block.name, arguments=dict(block.input or {})))
+                calls.append(
+                    ModelToolCall(
+                        id=block.id, name=names.get(block.name, block.name), arguments=dict(block.input or {})
+                    )
+                )
         finish: Any = _FINISH.get(message.stop_reason or "end_turn", "stop")
         if calls and finish != "length":
             finish = "tool_calls"
@@ -157,6 +170,7 @@ def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
         return [{"type": "tool_result", "tool_use_id": message.tool_call_id or "", "content": message.content}]
     blocks: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
     blocks.extend(
-        {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments} for call in message.tool_calls
+        {"type": "tool_use", "id": call.id, "name": wire_tool_name(call.name), "input": call.arguments}
+        for call in message.tool_calls
     )
     return blocks

@@ -22,6 +22,8 @@ __all__ = [
     "ChatResponse",
     "ModelToolCall",
     "ToolSpec",
+    "tool_names_from_wire",
+    "wire_tool_name",
 ]
 
 
@@ -95,3 +97,16 @@ class ChatModel(Protocol):
     def stream(self, request: ChatRequest) -> AsyncIterator[str]:
         """Yield the reply's text as it is produced."""
         ...
+
+
+def wire_tool_name(name: str) -> str:
+    """A tool's name as hosted APIs accept it (``[A-Za-z0-9_-]``): ``server.tool`` goes out as ``server__tool``.
+
+    External MCP servers' tools are namespaced with a dot, which the OpenAI and Anthropic APIs refuse.
+    """
+    return name.replace(".", "__")
+
+
+def tool_names_from_wire(request: ChatRequest | None) -> dict[str, str]:
+    """The request's tool names keyed by their wire form, to map a model's tool call back."""
+    return {wire_tool_name(t.name): t.name for t in (request.tools if request else [])}

@@ -16,7 +16,14 @@ import httpx2
 
 from mcphive.errors import ModelUnavailable
 from mcphive.inference._schema import parse_arguments
-from mcphive.inference.base import ChatMessage, ChatRequest, ChatResponse, ModelToolCall
+from mcphive.inference.base import (
+    ChatMessage,
+    ChatRequest,
+    ChatResponse,
+    ModelToolCall,
+    tool_names_from_wire,
+    wire_tool_name,
+)
 from mcphive.types import Usage
 
 __all__ = ["OpenAICompatModel"]
@@ -62,7 +69,7 @@ class OpenAICompatModel:
         self._check_status(response.status_code, response.text, response.headers.get("retry-after"))
         try:
             data = response.json()
-            return self._response(data)
+            return self._response(data, request)
         except (ValueError, KeyError, IndexError, TypeError) as e:
             raise ModelUnavailable(
                 f"model server at {self.base_url} sent a reply that is not an OpenAI chat completion ({e}); "
@@ -101,7 +108,11 @@ class OpenAICompatModel:
             body["tools"] = [
                 {
                     "type": "function",
-                    "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+                    "function": {
+                        "name": wire_tool_name(t.name),
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    },
                 }
                 for t in request.tools
             ]
@@ -109,10 +120,11 @@ class OpenAICompatModel:
             if request.tool_choice == "required" and len(request.tools) == 1:
                 # Naming the one tool is the most widely supported way to force a call:
                 # llama_cpp.server ignores "required" but honours a named function.
-                body["tool_choice"] = {"type": "function", "function": {"name": request.tools[0].name}}
+                body["tool_choice"] = {"type": "function", "function": {"name": wire_tool_name(request.tools[0].name)}}
         return body
 
-    def _response(self, data: dict[str, Any]) -> ChatResponse:
+    def _response(self, data: dict[str, Any], request: ChatRequest | None = None) -> ChatResponse:
+        names = tool_names_from_wire(request)
         choice = data["choices"][0]
         raw = choice["message"]
         usage_data = data.get("usage") or {}
@@ -131,7 +143,11 @@ class OpenAICompatModel:
                 message = ChatMessage(role="assistant", content=text)
                 return ChatResponse(message=message, finish_reason="error", usage=usage, model=self.name)
             calls.append(
-                ModelToolCall(id=item.get("id") or f"call_{next(_ids)}", name=function["name"], arguments=arguments)
+                ModelToolCall(
+                    id=item.get("id") or f"call_{next(_ids)}",
+                    name=names.get(function["name"], function["name"]),
+                    arguments=arguments,
+                )
             )
         if calls:
             finish = "tool_calls"
@@ -180,7 +196,11 @@ def _message(message: ChatMessage) -> dict[str, Any]:
     if message.tool_calls:
         # Kept as "" rather than null or absent: llama_cpp.server and chat templates require a string.
         out["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": wire_tool_name(c.name), "arguments": json.dumps(c.arguments)},
+            }
             for c in message.tool_calls
         ]
     return out

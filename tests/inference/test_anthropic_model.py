@@ -185,3 +185,24 @@ async def test_a_connection_failure_raises_model_unavailable() -> None:
     with pytest.raises(ModelUnavailable, match="cannot reach the Anthropic API"):
         await model.chat(ChatRequest(messages=[ChatMessage(role="user", content="hi")]))
     await model.aclose()
+
+
+async def test_namespaced_external_tool_names_go_out_api_safe_and_come_back_dotted() -> None:
+    external = ToolSpec(name="notes.search_notes", description="Search notes", parameters={"type": "object"})
+    reply = TOOL_REPLY | {
+        "content": [{"type": "tool_use", "id": "toolu_9", "name": "notes__search_notes", "input": {"q": "x"}}]
+    }
+    recorder = Recorder(body=reply)
+    model = make_model(recorder)
+    history = [
+        ChatMessage(role="user", content="find it"),
+        ChatMessage(
+            role="assistant", tool_calls=[ModelToolCall(id="toolu_8", name="notes.search_notes", arguments={})]
+        ),
+        ChatMessage(role="tool", tool_call_id="toolu_8", name="notes.search_notes", content="nothing"),
+    ]
+    response = await model.chat(ChatRequest(messages=history, tools=[external, READ_FILE]))
+    sent = recorder.bodies[0]
+    assert [t["name"] for t in sent["tools"]] == ["notes__search_notes", "read_file"]
+    assert sent["messages"][1]["content"][0]["name"] == "notes__search_notes"
+    assert response.message.tool_calls == [ModelToolCall(id="toolu_9", name="notes.search_notes", arguments={"q": "x"})]

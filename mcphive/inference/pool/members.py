@@ -128,7 +128,7 @@ class MemberClient(OpenAICompatModel):
                 response.status_code, response.text, response.headers.get("retry-after"), self.retry_after_cap
             )
         try:
-            reply = self._response(response.json())
+            reply = self._response(response.json(), request)
         except (ValueError, KeyError, IndexError, TypeError) as e:
             raise MemberFailure("garbage", f"not an OpenAI chat completion: {response.text[:200]!r}") from e
         return _read_choice(reply, request) if "response_format" in body else reply
