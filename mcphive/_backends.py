@@ -76,6 +76,7 @@ def _pool(settings: Settings) -> ChatModel:
         settings.pool_model,
         policy=settings.pool_policy,
         fallback=fallback,
+        fallback_price=settings.pool_fallback_price,
         api_key=settings.openai_api_key,
         timeout=settings.model_timeout_s,
         queue_timeout=settings.pool_queue_timeout_s,

@@ -21,6 +21,23 @@ def test_the_pool_is_built_with_its_policy_and_members() -> None:
     assert type(model).__name__ == "PoolModel"
 
 
+def test_the_fallback_price_from_settings_prices_spilled_tokens() -> None:
+    from mcphive.inference.pool import PoolModel
+    from mcphive.types import Usage
+
+    model = build_model(
+        Settings(
+            pool_members=["http://127.0.0.1:1/v1"],
+            pool_fallback="anthropic",
+            anthropic_api_key="k",
+            pool_fallback_price=(3.0, 15.0),
+        )
+    )
+    assert isinstance(model, PoolModel)
+    model.spill.add(Usage(input_tokens=1_000_000, output_tokens=100_000, model_calls=1))
+    assert model.spill.cost_usd == pytest.approx(3.0 + 1.5)
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
