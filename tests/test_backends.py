@@ -27,6 +27,7 @@ def test_the_fallback_price_from_settings_prices_spilled_tokens() -> None:
 
     model = build_model(
         Settings(
+            model="pool",
             pool_members=["http://127.0.0.1:1/v1"],
             pool_fallback="anthropic",
             anthropic_api_key="k",
