@@ -42,12 +42,19 @@ def list_files(jail: Jail, pattern: str = "*", limit: int = 500) -> dict[str, An
     return {"files": files[:limit], "total": len(files), "summary": f"{len(files)} files match {pattern!r}"}
 
 
+def _head(target: Path) -> tuple[bytes, bool]:
+    """The first :data:`MAX_READ_BYTES` of a file (never more is read), and whether the file is longer."""
+    with target.open("rb") as f:
+        raw = f.read(MAX_READ_BYTES + 1)
+    return raw[:MAX_READ_BYTES], len(raw) > MAX_READ_BYTES
+
+
 def read_file(jail: Jail, path: str, start_line: int = 1, end_line: int = 200) -> dict[str, Any]:
     """Read lines start_line..end_line (1-based, inclusive) of a text file."""
     target = jail.resolve(path)
     if not target.is_file():
         raise ToolError(f"{path!r} is not a file in the workspace; call list_files to see what exists")
-    raw = target.read_bytes()[:MAX_READ_BYTES]
+    raw, truncated = _head(target)
     if b"\0" in raw:
         raise ToolError(f"{path!r} is a binary file; only text files can be read")
     lines = raw.decode("utf-8", errors="replace").splitlines()
@@ -59,8 +66,10 @@ def read_file(jail: Jail, path: str, start_line: int = 1, end_line: int = 200) -
         "start_line": start,
         "end_line": last,
         "total_lines": len(lines),
+        "truncated": truncated,
         "text": "\n".join(chunk),
-        "summary": f"{path}: lines {start}-{last} of {len(lines)}",
+        "summary": f"{path}: lines {start}-{last} of {len(lines)}"
+        + (f" in its first {MAX_READ_BYTES} bytes (the file is longer; only those are read)" if truncated else ""),
     }
 
 
@@ -72,7 +81,7 @@ def search_text(jail: Jail, pattern: str, max_results: int = 50) -> dict[str, An
         raise ToolError(f"pattern {pattern!r} is not a valid regular expression: {e}") from e
     matches: list[dict[str, Any]] = []
     for rel in jail.files():
-        raw = jail.resolve(rel).read_bytes()[:MAX_READ_BYTES]
+        raw, _ = _head(jail.resolve(rel))
         if b"\0" in raw:
             continue
         for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
@@ -88,6 +97,7 @@ def write_file(jail: Jail, path: str, content: str) -> dict[str, Any]:
     if len(content.encode()) > MAX_WRITE_BYTES:
         raise ToolError(f"content is over {MAX_WRITE_BYTES} bytes; write a smaller file")
     target = jail.resolve(path)
+    action = "modified" if target.exists() else "created"
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
@@ -97,7 +107,9 @@ def write_file(jail: Jail, path: str, content: str) -> dict[str, Any]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return {"path": path, "bytes": len(content.encode()), "summary": f"wrote {path}"}
+    size = len(content.encode())
+    change = {"path": jail.relative(target), "action": action, "summary": f"{size} bytes"}
+    return {"path": path, "bytes": size, "changes": [change], "summary": f"wrote {path}"}
 
 
 def file_tools() -> list[ToolDef]:

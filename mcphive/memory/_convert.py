@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from mcphive.errors import UsageError
+from mcphive.outcome import fill_outcome
 from mcphive.types import Candidate, Principal, Route, Step, TaskResult, TaskStatus, ToolCall, Usage
 
 from ._tables import RouteDecisionRow, StepRow, TaskRow, ToolCallRow
@@ -108,12 +109,19 @@ def _add_steps(flat: FlatResult, task_id: str, steps: Sequence[Step]) -> None:
 def flatten(result: TaskResult) -> FlatResult:
     """Return the rows that store ``result`` and its subtasks.
 
+    The tree's derived outcomes (findings, changes, summary; see :mod:`mcphive.outcome`) are completed
+    in place first, subtasks before their parents: they are not stored but rebuilt from the tool calls
+    on reading, so a result reads back equal to the one recorded.
+
     Raises:
         UsageError: two tasks in the tree share an id.
     """
     flat = FlatResult()
     seen: set[str] = set()
-    for node, parent_id, position in _walk(result):
+    nodes = list(_walk(result))
+    for node, _parent, _position in reversed(nodes):
+        fill_outcome(node)
+    for node, parent_id, position in nodes:
         if node.task_id in seen:
             raise UsageError(f"task id {node.task_id!r} occurs twice in the result tree; give every subtask its own id")
         seen.add(node.task_id)
@@ -188,21 +196,24 @@ class TreeRows:
 
 
 def build_result(task_id: str, rows: TreeRows) -> TaskResult:
-    """Rebuild the TaskResult of ``task_id`` (and its subtasks) from ``rows``."""
+    """Rebuild the TaskResult of ``task_id`` (and its subtasks) from ``rows``, with its outcome derived."""
     row = rows.tasks[task_id]
     route = rows.routes.get(task_id)
-    return TaskResult(
-        task_id=row.id,
-        text=row.text,
-        status=TaskStatus(row.status),
-        route=_route(route) if route is not None else None,
-        agent=row.agent,
-        steps=_steps(rows.steps.get(task_id, []), rows.calls.get(task_id, [])),
-        answer=row.answer,
-        error=row.error,
-        usage=Usage(input_tokens=row.input_tokens, output_tokens=row.output_tokens, model_calls=row.model_calls),
-        timings=row.timings,
-        subtasks=[build_result(child, rows) for child in rows.children.get(task_id, [])],
-        principal=Principal(tenant=row.tenant, user=row.user_name),
-        model=row.model,
+    # Findings, changes and summary are derived from the stored tool calls, so they are not stored twice.
+    return fill_outcome(
+        TaskResult(
+            task_id=row.id,
+            text=row.text,
+            status=TaskStatus(row.status),
+            route=_route(route) if route is not None else None,
+            agent=row.agent,
+            steps=_steps(rows.steps.get(task_id, []), rows.calls.get(task_id, [])),
+            answer=row.answer,
+            error=row.error,
+            usage=Usage(input_tokens=row.input_tokens, output_tokens=row.output_tokens, model_calls=row.model_calls),
+            timings=row.timings,
+            subtasks=[build_result(child, rows) for child in rows.children.get(task_id, [])],
+            principal=Principal(tenant=row.tenant, user=row.user_name),
+            model=row.model,
+        )
     )

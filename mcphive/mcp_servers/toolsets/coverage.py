@@ -143,7 +143,14 @@ def write_test_file(jail: Jail, path: str, content: str) -> dict[str, Any]:
         raise ToolError(f"the test module does not compile (line {line}): {getattr(e, 'msg', e)}; fix it") from e
     atomic_write(target, data, exclusive=True)
     tests = sum(1 for line in content.splitlines() if line.lstrip().startswith(("def test_", "async def test_")))
-    return {"path": str(rel), "bytes": len(data), "tests": tests, "summary": f"wrote {rel} with {tests} tests"}
+    change = {"path": str(rel), "action": "created", "summary": f"new test module with {tests} tests"}
+    return {
+        "path": str(rel),
+        "bytes": len(data),
+        "tests": tests,
+        "changes": [change],
+        "summary": f"wrote {rel} with {tests} tests",
+    }
 
 
 TOOLS = [

@@ -32,6 +32,21 @@ _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _DEV_NULL = "/dev/null"
 
 
+def _stage(target: Path, data: bytes) -> str:
+    """Write ``data`` to a new temporary file beside ``target`` (with ``target``'s mode) and return its path."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        # mkstemp creates 0600 files; keep an existing file's mode, give a new one the usual 0644.
+        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o644)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
 def atomic_write(target: Path, data: bytes, *, exclusive: bool = False) -> None:
     """Write ``data`` to ``target`` through a temporary file in the same folder, then rename it into place.
 
@@ -43,13 +58,8 @@ def atomic_write(target: Path, data: bytes, *, exclusive: bool = False) -> None:
     Raises:
         ToolError: ``exclusive`` and ``target`` already exists.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    tmp = _stage(target, data)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # mkstemp creates 0600 files; keep an existing file's mode, give a new one the usual 0644.
-        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o644)
         if exclusive:
             try:
                 os.link(tmp, target)  # fails if target exists, unlike a rename
@@ -127,11 +137,18 @@ def replace_block(jail: Jail, path: str, old: str, new: str) -> dict[str, Any]:
     start = text.index(old)
     line = text.count("\n", 0, start) + 1
     atomic_write(target, text.replace(old, new, 1).encode("utf-8"))
+    removed, added = old.count("\n") + 1, new.count("\n") + 1 if new else 0
+    change = {
+        "path": jail.relative(target),
+        "action": "modified",
+        "summary": f"-{removed} +{added} lines at line {line}",
+    }
     return {
         "path": path,
         "line": line,
-        "removed_lines": old.count("\n") + 1,
-        "added_lines": new.count("\n") + 1 if new else 0,
+        "removed_lines": removed,
+        "added_lines": added,
+        "changes": [change],
         "summary": f"replaced 1 block at line {line} of {path}",
     }
 
@@ -142,6 +159,8 @@ class _Hunk:
     old_lines: list[str] = field(default_factory=list)
     new_lines: list[str] = field(default_factory=list)
     new_ends_without_newline: bool = False
+    removed: int = 0
+    added: int = 0
 
 
 @dataclass
@@ -178,6 +197,8 @@ def _parse_hunk(lines: list[str], i: int, header: re.Match[str], patch: _FilePat
             hunk.old_lines.append(body)
         if tag in " +":
             hunk.new_lines.append(body)
+        hunk.removed += tag == "-"
+        hunk.added += tag == "+"
     if len(hunk.old_lines) != old_count or len(hunk.new_lines) != new_count:
         raise ToolError(f"a hunk for {patch.new_path!r} has more lines than its @@ header counts")
     if i < len(lines) and lines[i].startswith("\\"):
@@ -250,6 +271,58 @@ def _plan(jail: Jail, patch: _FilePatch) -> tuple[str, Path, str | None]:
     return name, target, None if deleting else patched
 
 
+def _commit(plans: list[tuple[str, Path, str | None]]) -> None:
+    """Write every planned file as one all-or-nothing step.
+
+    Every new content is first staged in a temporary file beside its target (where a full disk or
+    a permission problem shows up); only then are the files swapped in by renames. If a rename or
+    a deletion still fails, the files already swapped are restored from their old bytes.
+
+    Raises:
+        ToolError: a file could not be written; no file of the patch was changed.
+    """
+    originals = {target: target.read_bytes() if target.exists() else None for _name, target, _text in plans}
+    staged: list[tuple[Path, str]] = []
+    done: list[Path] = []
+    try:
+        for _name, target, text in plans:
+            if text is not None:
+                staged.append((target, _stage(target, text.encode("utf-8"))))
+        for target, tmp in staged:
+            os.replace(tmp, target)
+            done.append(target)
+        for _name, target, text in plans:
+            if text is None:
+                target.unlink()
+                done.append(target)
+    except OSError as e:
+        for target in reversed(done):
+            old = originals[target]
+            if old is None:
+                target.unlink(missing_ok=True)
+            else:
+                atomic_write(target, old)
+        raise ToolError(f"the patch could not be written ({e}); no file was changed") from e
+    finally:
+        for _target, tmp in staged:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _change(patch: _FilePatch) -> dict[str, str]:
+    """What one file's section of a diff did, for the task's list of changes."""
+    removed = sum(h.removed for h in patch.hunks)
+    added = sum(h.added for h in patch.hunks)
+    if patch.old_path == _DEV_NULL:
+        return {"path": patch.new_path, "action": "created", "summary": f"+{added} lines"}
+    if patch.new_path == _DEV_NULL:
+        return {"path": patch.old_path, "action": "deleted", "summary": f"-{removed} lines"}
+    return {
+        "path": patch.new_path,
+        "action": "modified",
+        "summary": f"-{removed} +{added} lines in {len(patch.hunks)} hunks",
+    }
+
+
 def apply_patch(jail: Jail, diff: str) -> dict[str, Any]:
     """Apply a unified diff to the workspace: every hunk applies exactly, or no file is touched.
 
@@ -263,15 +336,12 @@ def apply_patch(jail: Jail, diff: str) -> dict[str, Any]:
     if len(set(names)) != len(names):
         raise ToolError("the diff patches one file in two sections; merge them into one (nothing was changed)")
     plans = [_plan(jail, p) for p in patches]  # every check runs before the first write
-    for _name, target, text in plans:
-        if text is None:
-            target.unlink()
-        else:
-            atomic_write(target, text.encode("utf-8"))
+    _commit(plans)
     hunks = sum(len(p.hunks) for p in patches)
     return {
         "files": [name for name, _t, _x in plans],
         "hunks": hunks,
+        "changes": [_change(patch) for patch in patches],
         "summary": f"applied {hunks} hunks to {len(plans)} files: {', '.join(names)}",
     }
 

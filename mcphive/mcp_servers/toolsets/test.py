@@ -132,7 +132,8 @@ TOOLS = [
     ToolDef(
         "run_pytest",
         run_pytest,
-        "Run the workspace's pytest suite (or one test file or folder); report each failing test with the check that failed.",
+        "Run the workspace's pytest suite (or one test file or folder); "
+        "report each failing test with the check that failed.",
         file_args={"path": (".py", "/")},
     )
 ]

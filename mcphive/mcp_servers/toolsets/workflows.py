@@ -17,7 +17,7 @@ from typing import Any
 from mcphive.errors import ToolError
 from mcphive.mcp_servers.jail import Jail
 from mcphive.mcp_servers.toolsets import ToolDef
-from mcphive.mcp_servers.toolsets._run import Severity, dump_findings, files_under, run_tool
+from mcphive.mcp_servers.toolsets._run import Severity, dump_findings, files_under, run_tool, split_text_files
 from mcphive.types import Finding
 
 __all__ = ["TOOLS", "workflow_audit", "yaml_lint"]
@@ -36,6 +36,13 @@ _ZIZMOR_SEVERITY: dict[str, Severity] = {
 _YAMLLINT_LINE = re.compile(
     r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): \[(?P<level>\w+)\] (?P<message>.*?)(?: \((?P<rule>[\w-]+)\))?$"
 )
+
+
+def _skipped(skipped: list[dict[str, str]]) -> str:
+    """The summary's note on files left out (binary or not UTF-8), or nothing."""
+    return (
+        f"; skipped {len(skipped)} unreadable file(s): {', '.join(s['file'] for s in skipped[:3])}" if skipped else ""
+    )
 
 
 def _is_workflow(rel: str) -> bool:
@@ -80,9 +87,11 @@ def workflow_audit(jail: Jail, path: str = ".") -> dict[str, Any]:
     """Audit GitHub Actions workflows with zizmor (offline): dangerous triggers, injection, unpinned actions."""
     # A file named explicitly is audited wherever it lies; a folder is searched for workflow locations.
     explicit = jail.resolve(path).is_file()
-    workflows = [f for f in files_under(jail, path, _YAML) if explicit or _is_workflow(f)]
+    found = [f for f in files_under(jail, path, _YAML) if explicit or _is_workflow(f)]
+    workflows, skipped = split_text_files(jail, found[:_MAX_FILES])
     if not workflows:
-        return {"findings": [], "files": [], "summary": f"no GitHub Actions workflow found under {path!r}"}
+        return {"findings": [], "files": [], "skipped": skipped,
+                "summary": f"no GitHub Actions workflow found under {path!r}{_skipped(skipped)}"}  # fmt: skip
     argv = [
         "zizmor",
         "--offline",
@@ -91,7 +100,7 @@ def workflow_audit(jail: Jail, path: str = ".") -> dict[str, Any]:
         "--no-exit-codes",
         "--no-progress",
         "--",
-        *workflows[:_MAX_FILES],
+        *workflows,
     ]
     completed = run_tool(argv, cwd=jail.root, timeout=120)
     try:
@@ -104,7 +113,8 @@ def workflow_audit(jail: Jail, path: str = ".") -> dict[str, Any]:
     return {
         "findings": dump_findings(findings),
         "files": workflows,
-        "summary": f"zizmor: {len(findings)} findings in {len(workflows)} workflow file(s)",
+        "skipped": skipped,
+        "summary": f"zizmor: {len(findings)} findings in {len(workflows)} workflow file(s){_skipped(skipped)}",
     }
 
 
@@ -128,9 +138,10 @@ def _yamllint_finding(jail: Jail, line: str) -> Finding | None:
 
 def yaml_lint(jail: Jail, path: str = ".") -> dict[str, Any]:
     """Lint YAML files with yamllint: syntax errors, duplicate keys, truthy values, indentation."""
-    files = files_under(jail, path, _YAML)[:_MAX_FILES]
+    files, skipped = split_text_files(jail, files_under(jail, path, _YAML)[:_MAX_FILES])
     if not files:
-        return {"findings": [], "files": [], "summary": f"no YAML file found under {path!r}"}
+        return {"findings": [], "files": [], "skipped": skipped,
+                "summary": f"no YAML file found under {path!r}{_skipped(skipped)}"}  # fmt: skip
     completed = run_tool(["yamllint", "-f", "parsable", "--", *files], cwd=jail.root)
     # Exit 1 means "problems found"; anything else with no parsable lines is a failed run.
     findings = [f for f in (_yamllint_finding(jail, line) for line in completed.stdout.splitlines()) if f is not None]
@@ -139,7 +150,8 @@ def yaml_lint(jail: Jail, path: str = ".") -> dict[str, Any]:
     return {
         "findings": dump_findings(findings),
         "files": files,
-        "summary": f"yamllint: {len(findings)} problems in {len(files)} YAML file(s)",
+        "skipped": skipped,
+        "summary": f"yamllint: {len(findings)} problems in {len(files)} YAML file(s){_skipped(skipped)}",
     }
 
 
