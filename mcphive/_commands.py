@@ -17,12 +17,14 @@ from mcphive.types import Route, TaskResult, TaskStatus
 
 __all__ = [
     "agents",
+    "approve",
     "demo",
     "doctor",
     "history",
     "ingest",
     "install",
     "pool",
+    "reject",
     "route",
     "run",
     "search",
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def go() -> TaskResult:
-        async with Hive.open(settings) as hive:
+        async with Hive.open(settings, on_approval=_ask_approval(settings)) as hive:
             hive.model()  # a missing key or URL is a one-line usage error before anything is queued
             handle = await hive.submit(args.text, workspace=args.workspace, agent=args.agent, priority=args.priority)
             async with anyio.create_task_group() as tg:
@@ -87,6 +89,25 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"mcphive: task {result.status.value}: {result.error}", highlight=False)
         return 1
     return 0
+
+
+def _ask_approval(settings: Settings) -> Any:
+    """``mcphive run``'s answer to a task awaiting approval: ask on the terminal, or say how to decide."""
+    from mcphive.types import ApprovalDecision, ApprovalRequest
+
+    async def ask(request: ApprovalRequest) -> ApprovalDecision | bool | None:
+        call = f"{request.tool}({', '.join(f'{k}={v!r}' for k, v in request.arguments.items())})"
+        if sys.stdin.isatty():
+            answer = await anyio.to_thread.run_sync(input, f"approve {call[:400]}? [y/N] ")
+            return answer.strip().lower() in ("y", "yes")
+        if settings.queue == "memory":
+            # Nothing outside this process can reach an in-memory queue, so nobody else could decide.
+            return ApprovalDecision(approved=False, by=settings.user, reason="no terminal to ask for approval")
+        err.print(f"task {request.task_id} awaits approval of {call[:200]}: run `mcphive approve "
+                  f"{request.task_id[:12]}` or `mcphive reject {request.task_id[:12]}`", highlight=False)  # fmt: skip
+        return None
+
+    return ask
 
 
 def route(args: argparse.Namespace) -> int:
@@ -189,6 +210,36 @@ def history(args: argparse.Namespace) -> int:
     return 0
 
 
+def approve(args: argparse.Namespace) -> int:
+    """``mcphive approve TASK_ID``: let a task awaiting approval make its writing call."""
+    return _decide(args, approved=True)
+
+
+def reject(args: argparse.Namespace) -> int:
+    """``mcphive reject TASK_ID [--reason]``: refuse a task's writing call; the task goes on without it."""
+    return _decide(args, approved=False)
+
+
+def _decide(args: argparse.Namespace, *, approved: bool) -> int:
+    from mcphive.hive import Hive
+
+    settings = _settings(args)
+
+    async def go() -> Any:
+        async with Hive.open(settings, workers=0) as hive:
+            if approved:
+                return await hive.approve(args.task_id, reason=args.reason)
+            return await hive.reject(args.task_id, args.reason)
+
+    request = anyio.run(go)
+    if args.json:
+        _print_json({**request.model_dump(mode="json"), "approved": approved, "by": settings.user})
+    else:
+        verb = "approved" if approved else "rejected"
+        err.print(f"{verb}: {request.tool} on {request.server} for task {request.task_id}", highlight=False)
+    return 0
+
+
 def ingest(args: argparse.Namespace) -> int:
     """``mcphive ingest PATH``: chunk, embed and store documents for ``search_docs``."""
     from mcphive._rag_cli import ingest_path
@@ -233,14 +284,18 @@ def serve(args: argparse.Namespace) -> int:
 
 def install(args: argparse.Namespace) -> int:
     """``mcphive install claude-desktop``: print or merge the Claude Desktop config entry."""
-    from mcphive._claude import claude_desktop_entry, default_config_path, merge_config
+    from mcphive._claude import claude_desktop_entry, default_config_path, merge_config, merged_config
 
     settings = _settings(args)
     entry = claude_desktop_entry(settings, config=args.config)
+    path = Path(args.config_file) if args.config_file else default_config_path()
+    if args.dry_run:  # the whole file as --write would leave it
+        _print_json(merged_config(path, "mcphive", entry))
+        err.print(f"dry run: nothing written to {path}", highlight=False)
+        return 0
     if not args.write:
         _print_json({"mcpServers": {"mcphive": entry}})
         return 0
-    path = Path(args.config_file) if args.config_file else default_config_path()
     merge_config(path, "mcphive", entry)
     err.print(f"wrote the mcphive entry into {path}; restart Claude Desktop to load it", highlight=False)
     return 0

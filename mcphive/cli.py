@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("history", help="list recent tasks, or show one in full")
     p.add_argument("task_id", nargs="?", help="a task id (a unique prefix is enough)")
     p.add_argument("-n", "--limit", type=int, default=20)
+    p = sub.add_parser("approve", help="approve the writing tool call a task waits on (approval = 'writes')")
+    p.add_argument("task_id", help="a task id (a unique prefix is enough)")
+    p.add_argument("--reason", default="", help="kept with the decision")
+    p = sub.add_parser("reject", help="reject the writing tool call a task waits on; the task goes on without it")
+    p.add_argument("task_id", help="a task id (a unique prefix is enough)")
+    p.add_argument("--reason", default="", help="told to the agent and kept with the decision")
     p = sub.add_parser("ingest", help="add documents to the RAG store")
     p.add_argument("path")
     p = sub.add_parser("search", help="search the RAG store")
@@ -57,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("host", choices=["claude-desktop"])
     p.add_argument("--write", action="store_true", help="merge the entry into the config file instead of printing it")
     p.add_argument("--config-file", help="the claude_desktop_config.json to write (default: the platform's)")
+    p.add_argument("--dry-run", action="store_true", help="print the merged config file it would write; write nothing")
     _add_pool_parser(sub)
+    _add_mcp_parser(sub)
     p = sub.add_parser("worker", help="run tasks from the durable queue (queue = sqlite or postgres) until stopped")
     p.add_argument("-c", "--concurrency", type=int, default=2, help="tasks this process runs at once (default: 2)")
     sub.add_parser("doctor", help="which backends, stores and models are available, and why not")
@@ -79,6 +87,18 @@ def _add_pool_parser(sub: Any) -> None:
     q.add_argument("--http", metavar="HOST:PORT", default="127.0.0.1:8080", help="where to listen")
 
 
+def _add_mcp_parser(sub: Any) -> None:
+    from mcphive._mcp_cli import add_parser
+
+    add_parser(sub)
+
+
+def _mcp_command(args: argparse.Namespace) -> int:
+    from mcphive._mcp_cli import command
+
+    return command(args)
+
+
 def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
     from mcphive import _commands as c
 
@@ -87,6 +107,8 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
         "route": c.route,
         "agents": c.agents,
         "history": c.history,
+        "approve": c.approve,
+        "reject": c.reject,
         "ingest": c.ingest,
         "search": c.search,
         "serve": c.serve,
@@ -95,6 +117,7 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
         "demo": c.demo,
         "worker": c.worker,
         "pool": c.pool,
+        "mcp": _mcp_command,
     }
 
 

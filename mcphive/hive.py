@@ -3,18 +3,25 @@
 ``Hive.open`` owns one task group for the hive's lifetime: the MCP connection broker's
 connections and the in-process workers that drain the prioritizer all live in it, and are
 closed, in order, when the ``async with`` block ends.
+
+Durability: with a durable queue every task's agent loop is checkpointed (SQLite, in
+``data_dir/checkpoints.db``) so a task whose worker died resumes from its last completed step;
+writing tool calls go through an idempotency ledger; and with ``approval = "writes"`` a task that
+wants to write parks in ``awaiting_approval`` until :meth:`Hive.approve` or :meth:`Hive.reject`.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
 import socket
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +29,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from mcphive._backends import build_model
+from mcphive.agents.external import ExternalServers, pin_file
 from mcphive.agents.spec import AgentSpec, specs_for
 from mcphive.agents.toolbox import Connection, ConnectionBroker
 from mcphive.errors import InvalidTask, UnknownAgent, UsageError
@@ -31,18 +39,35 @@ from mcphive.mcp_servers.memory import build_memory_server
 from mcphive.mcp_servers.state import StateStore, build_state_server
 from mcphive.mcp_servers.workspace import build_workspace_server
 from mcphive.memory import EpisodicMemory
+from mcphive.policy import PinStore
 from mcphive.router.cascade import RoutingCascade
 from mcphive.router.corrections import CorrectionLog
 from mcphive.router.events import EventBus
+from mcphive.router.ledger import ToolLedger
 from mcphive.router.llm_router import LLMRouter
-from mcphive.router.manager import AgentManager, ManagerDeps
+from mcphive.router.manager import AgentManager, ManagerDeps, Parked
 from mcphive.router.planner import Planner
-from mcphive.router.queues import Claim, TaskQueue, keep_alive, open_queue
+from mcphive.router.queues import Claim, SqlQueue, TaskQueue, keep_alive, open_queue
 from mcphive.router.semantic import SemanticRouter
 from mcphive.settings import Settings, load_settings
-from mcphive.types import Event, Principal, Priority, Route, Task, TaskResult, TaskStatus
+from mcphive.types import (
+    ApprovalDecision,
+    ApprovalRequest,
+    Event,
+    Principal,
+    Priority,
+    Route,
+    Task,
+    TaskResult,
+    TaskStatus,
+)
 
-__all__ = ["Hive", "TaskHandle"]
+__all__ = ["ApprovalCallback", "Hive", "TaskHandle"]
+
+ApprovalAnswer = bool | ApprovalDecision | None
+ApprovalCallback = Callable[[ApprovalRequest], ApprovalAnswer | Awaitable[ApprovalAnswer]]
+"""Asked when a task parks for approval: True approves, False rejects, an ApprovalDecision says who and why,
+None leaves the task waiting for someone else (``mcphive approve``)."""
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +125,32 @@ def known_tools() -> set[str]:
 class Hive:
     """The running hive: route, submit and run tasks; follow their events."""
 
-    def __init__(self, settings: Settings, task_group: TaskGroup, model: ChatModel | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        task_group: TaskGroup,
+        model: ChatModel | None,
+        *,
+        checkpointer: Any = None,
+        on_approval: ApprovalCallback | None = None,
+    ) -> None:
         self.settings = settings
-        self.specs: dict[str, AgentSpec] = specs_for(settings.agents, known_tools())
-        self.memory = EpisodicMemory.open(settings.database_url)
+        self.specs: dict[str, AgentSpec] = specs_for(settings.agents, known_tools(), settings.mcp_servers)
+        self._on_approval = on_approval
+        self._offered: set[tuple[str, str]] = set()
+        self.memory = EpisodicMemory.open(
+            settings.database_url,
+            functional_predicates=settings.knowledge_functional,
+            retention=timedelta(days=settings.memory_retention_days),
+            consolidation_batch=settings.memory_consolidation_batch,
+        )
         try:
-            self._build(settings, model, task_group)
+            self._build(settings, model, task_group, checkpointer)
         except BaseException:
             self.memory.close()  # a bad queue or routing setting must not leave the database open
             raise
 
-    def _build(self, settings: Settings, model: ChatModel | None, task_group: TaskGroup) -> None:
+    def _build(self, settings: Settings, model: ChatModel | None, task_group: TaskGroup, checkpointer: Any) -> None:
         from mcphive.embeddings import get_embedder
 
         self._bus = EventBus()
@@ -118,6 +158,7 @@ class Hive:
         self._owns_model = model is None
         self._tg = task_group
         self._broker = ConnectionBroker(task_group)
+        self._external = ExternalServers(settings.mcp_servers, PinStore(pin_file(settings)), self._broker)
         self._state = StateStore()
         self._pending: dict[str, _Pending] = {}
         self._finished: deque[str] = deque()
@@ -140,6 +181,8 @@ class Hive:
             llm_below=settings.llm_router_below,
         )
         self.queue: TaskQueue = open_queue(settings)
+        # The ledger outlives the worker: in the durable queue's database, which every worker shares.
+        ledger = ToolLedger(self.queue.engine if isinstance(self.queue, SqlQueue) else self.memory.engine)
         self.manager = AgentManager(
             ManagerDeps(
                 specs=self.specs,
@@ -152,19 +195,29 @@ class Hive:
                 task_timeout_s=settings.task_timeout_s,
                 planner=Planner(self.cascade) if settings.planner else None,
                 max_task_tokens=settings.max_task_tokens,
+                approval_required=settings.approval == "writes",
+                ledger=ledger,
+                checkpointer=checkpointer,
             )
         )
 
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, settings: Settings | None = None, *, model: ChatModel | None = None, **overrides: Any
+        cls,
+        settings: Settings | None = None,
+        *,
+        model: ChatModel | None = None,
+        on_approval: ApprovalCallback | None = None,
+        **overrides: Any,
     ) -> AsyncIterator[Hive]:
         """Open a hive. ``settings=None`` reads mcphive.toml and MCPHIVE_* (``overrides`` win).
 
         Args:
             settings: a ready Settings object, or None to load one.
             model: a ChatModel to use instead of the one Settings chooses (tests pass a scripted one).
+            on_approval: asked (sync or async) for each writing call a task of this hive waits to have
+                approved (``approval = "writes"``); see :data:`ApprovalCallback`.
             **overrides: Settings fields, e.g. ``data_dir=...``.
         """
         if settings is None:
@@ -176,8 +229,8 @@ class Hive:
 
             configure_otlp(settings.otlp_endpoint)
         try:
-            async with anyio.create_task_group() as tg:
-                hive = cls(settings, tg, model)
+            async with _checkpoints(settings) as checkpointer, anyio.create_task_group() as tg:
+                hive = cls(settings, tg, model, checkpointer=checkpointer, on_approval=on_approval)
                 try:
                     for number in range(settings.workers):
                         tg.start_soon(hive._worker, f"{socket.gethostname()}:{os.getpid()}:{number}")
@@ -231,6 +284,7 @@ class Hive:
         # search_docs exists once something was ingested; opening chromadb before that is wasted start-up.
         if self.settings.rag_dir.exists():
             connections.append(await self._broker.connect("rag", "rag", self.rag_server))
+        connections += await self._external.connections()  # settings' [[mcp_servers]], as <server>.<tool>
         return connections
 
     def rag_server(self) -> Any:
@@ -325,18 +379,92 @@ class Hive:
             await self._run_claim(claim, worker_id)
 
     async def _run_claim(self, claim: Claim, worker_id: str) -> None:
-        """Run one claimed task, keeping its lease alive; a lease lost to another worker abandons the run."""
-        result: TaskResult | None = None
+        """Run one claimed task, keeping its lease alive; a lease lost to another worker abandons the run.
+
+        A run that stopped for an approval parks the task in the queue and frees this worker.
+        """
+        outcome: TaskResult | Parked | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(keep_alive, self.queue, claim, worker_id, tg.cancel_scope)
-            result = await self.manager.execute(claim.task)
+            outcome = await self.manager.execute(claim.task, claim.decisions)
             tg.cancel_scope.cancel()
-        if result is None:
+        if outcome is None:
             log.warning("lost the lease on task %s; another worker runs it now", claim.task.id)
             return
-        ok = result.status is TaskStatus.SUCCEEDED
-        await self.queue.finish(claim.task.id, worker_id, ok=ok, error=result.error or "")
-        self._settle(claim.task.id, result)
+        if isinstance(outcome, Parked):
+            if await self.queue.park(claim.task, worker_id, outcome.request):
+                self._tg.start_soon(self._offer, outcome.request)
+            return
+        ok = outcome.status is TaskStatus.SUCCEEDED
+        if await self.queue.finish(claim.task.id, worker_id, ok=ok, error=outcome.error or ""):
+            await self.manager.forget(claim.task.id)
+        self._settle(claim.task.id, outcome)
+
+    async def approve(self, task_id: str, *, by: str | None = None, reason: str = "") -> ApprovalRequest:
+        """Approve the writing call task ``task_id`` waits on; the task is queued again and makes the call.
+
+        Args:
+            task_id: the task, or a unique prefix of its id.
+            by: who approves (default: this hive's user).
+            reason: kept with the decision.
+
+        Returns:
+            The call that was approved.
+
+        Raises:
+            UsageError: no such task, or it is not awaiting approval (in this hive's queue).
+        """
+        decision = ApprovalDecision(approved=True, by=by or self.settings.user, reason=reason)
+        return await self._decide(task_id, decision)
+
+    async def reject(self, task_id: str, reason: str = "", *, by: str | None = None) -> ApprovalRequest:
+        """Reject the writing call task ``task_id`` waits on: the call is not made, the task goes on without it.
+
+        The agent gets "rejected by <who>: <reason>" as the call's result and continues (it may finish,
+        or choose another tool). Raises :class:`UsageError` as :meth:`approve` does.
+        """
+        decision = ApprovalDecision(approved=False, by=by or self.settings.user, reason=reason)
+        return await self._decide(task_id, decision)
+
+    async def pending_approval(self, task_id: str) -> ApprovalRequest | None:
+        """The writing call task ``task_id`` waits to have approved, or None when it is not waiting."""
+        return await self.queue.pending(await self.memory.resolve_id(task_id))
+
+    async def _decide(self, task_id: str, decision: ApprovalDecision) -> ApprovalRequest:
+        task_id = await self.memory.resolve_id(task_id)
+        if await self.queue.pending(task_id) is None:
+            status = (await self._recorded(task_id)).status
+            if status is TaskStatus.AWAITING_APPROVAL and not self.queue.durable:
+                raise UsageError(
+                    f"task {task_id} awaits approval in another process; with queue = 'memory' only the hive that "
+                    "runs a task can decide on it: set queue = 'sqlite' (or 'postgres') to approve from anywhere"
+                )
+            raise UsageError(f"task {task_id} is {status.value}, not awaiting approval; there is nothing to decide")
+        # Queued before the decision frees the task, so a worker's "running" is never overwritten.
+        await self.memory.set_status(task_id, TaskStatus.QUEUED)
+        request = await self.queue.decide(task_id, decision)
+        if request is None:
+            raise UsageError(f"task {task_id} was decided by someone else a moment ago; see `mcphive history`")
+        self._bus.publish(task_id, "queued", {"approval": decision.model_dump(mode="json"), "tool": request.tool})
+        return request
+
+    async def _offer(self, request: ApprovalRequest) -> None:
+        """Ask the ``on_approval`` callback about ``request`` (once) and apply its answer."""
+        key = (request.task_id, request.call_key)
+        if self._on_approval is None or key in self._offered:
+            return
+        self._offered.add(key)
+        try:
+            answer = self._on_approval(request)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            if answer is None:
+                return  # someone else decides
+            if not isinstance(answer, ApprovalDecision):
+                answer = ApprovalDecision(approved=bool(answer), by=self.settings.user)
+            await self._decide(request.task_id, answer)
+        except Exception:  # a failing callback leaves the task waiting; it must not take the hive down
+            log.exception("the approval callback failed on task %s; it stays awaiting approval", request.task_id)
 
     def _settle(self, task_id: str, result: TaskResult) -> None:
         """Hand a finished task's result to its waiters; keep only the newest finished tasks in process memory.
@@ -389,12 +517,18 @@ class Hive:
             recorded = await self._recorded(task_id)
             if recorded.status.terminal:
                 return recorded
+            if recorded.status is TaskStatus.AWAITING_APPROVAL and self._on_approval is not None:
+                # Parked by a worker in another process: this hive's callback still answers for it.
+                request = await self.queue.pending(task_id)
+                if request is not None:
+                    await self._offer(request)
             if pending is None:
                 await anyio.sleep(self.settings.queue_poll_s)
 
     async def cancel(self, task_id: str) -> bool:
         """Cancel a queued or running task; False if it had already ended."""
         if await self.queue.remove(task_id):
+            await self.manager.forget(task_id)
             result = TaskResult(task_id=task_id, text="", status=TaskStatus.CANCELLED, error="cancelled before it ran")
             await self.memory.set_status(task_id, TaskStatus.CANCELLED, error=result.error)
             self._bus.publish(task_id, "finished", {"status": "cancelled"})
@@ -409,3 +543,37 @@ class Hive:
     def events(self, task_id: str) -> AsyncIterator[Event]:
         """The task's events: those so far, then live ones until it finishes."""
         return self._bus.subscribe(task_id)
+
+
+@asynccontextmanager
+async def _checkpoints(settings: Settings) -> AsyncIterator[Any]:
+    """The agent loop's checkpoint saver: SQLite beside a durable queue, in memory for approvals, else none.
+
+    With a durable queue a re-delivered task resumes from its last completed step in any worker
+    process that shares ``data_dir``. With the in-process queue nothing outlives the process, so
+    checkpoints are kept in memory, and only when a task can park for approval.
+    """
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from mcphive.inference.base import ModelToolCall
+    from mcphive.types import Step, ToolCall, Usage
+
+    serde = JsonPlusSerializer(allowed_msgpack_modules=[Step, ToolCall, Usage, ModelToolCall])
+    if settings.queue == "memory":
+        if settings.approval == "never":
+            yield None
+            return
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        yield InMemorySaver(serde=serde)
+        return
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    async with aiosqlite.connect(settings.data_dir / "checkpoints.db", timeout=30) as connection:
+        await connection.execute("PRAGMA busy_timeout = 30000")
+        await connection.execute("PRAGMA synchronous = NORMAL")
+        saver = AsyncSqliteSaver(connection, serde=serde)
+        await saver.setup()
+        yield saver

@@ -12,13 +12,21 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mcphive.errors import ConfigError
 from mcphive.policy import PolicyConfig
 
-__all__ = ["AgentConfig", "ModelBackend", "RouteRule", "Settings", "default_data_dir", "load_settings"]
+__all__ = [
+    "AgentConfig",
+    "ExternalServerConfig",
+    "ModelBackend",
+    "RouteRule",
+    "Settings",
+    "default_data_dir",
+    "load_settings",
+]
 
 ModelBackend = Literal["auto", "local", "openai", "anthropic", "pool"]
 
@@ -46,6 +54,44 @@ class AgentConfig(BaseModel):
     tools: list[str] = Field(min_length=1)
     survey: list[dict[str, Any]] = Field(default_factory=list)
     rules: list[str] = Field(default_factory=list)
+
+
+_RESERVED_SERVER_NAMES = frozenset({"gateway", "state", "workspace", "memory", "rag"})
+
+
+class ExternalServerConfig(BaseModel):
+    """An MCP server outside mcphive that agents may use: a ``command`` (stdio) or a ``url`` (streamable HTTP).
+
+    Its tools reach agents as ``<name>.<tool>``, only for the agents ``allow`` lists, and only once their
+    definitions are approved (``mcphive mcp approve <name>``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="Prefix of its tools: <name>.<tool>.")
+    command: str | None = Field(None, description="Executable that speaks MCP over stdio.")
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment of the command.")
+    cwd: Path | None = None
+    url: str | None = Field(None, description="Streamable HTTP endpoint, e.g. http://127.0.0.1:9000/mcp.")
+    bearer_token_env: str | None = Field(None, description="Environment variable holding the URL's bearer token.")
+    allow: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Agent name ('*': every agent) -> the server's tools it may use ('*': all of them).",
+    )
+    timeout_s: float = Field(30.0, gt=0, description="Limit for connecting and for each request.")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> ExternalServerConfig:
+        if self.name in _RESERVED_SERVER_NAMES:
+            raise ValueError(f"{self.name!r} is the name of one of mcphive's own servers; choose another name")
+        if (self.command is None) == (self.url is None):
+            raise ValueError(f"MCP server {self.name!r} needs either command (stdio) or url (HTTP), not both")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"MCP server {self.name!r}: url must start with http:// or https://")
+        if self.bearer_token_env is not None and self.url is None:
+            raise ValueError(f"MCP server {self.name!r}: bearer_token_env only applies to a url")
+        return self
 
 
 class Settings(BaseSettings):
@@ -78,6 +124,11 @@ class Settings(BaseSettings):
     pool_model: str = Field("default", description="Model name sent to pool members; 'default' matches any member.")
     pool_policy: Literal["round_robin", "least_loaded", "session_affinity", "prefix_aware"] = "prefix_aware"
     pool_fallback: Literal["none", "anthropic", "local"] = "none"
+    pool_fallback_price: tuple[float, float] | None = Field(
+        None,
+        description="USD per million input and output tokens of the fallback, e.g. [3.0, 15.0]: "
+        "spilled requests' cost appears in the pool front's /metrics. None counts tokens only.",
+    )
     pool_queue_timeout_s: float = Field(30.0, gt=0)
     pool_max_in_flight: int = Field(8, ge=1)
     model_timeout_s: float = Field(120.0, gt=0)
@@ -97,6 +148,11 @@ class Settings(BaseSettings):
     queue_aging_s: float = Field(30.0, gt=0, description="Waiting this long lifts a task by one priority class.")
     queue_poll_s: float = Field(0.2, gt=0, description="How often idle workers look for durable work.")
     agent_limits: dict[str, int] = Field(default_factory=dict, description="Max tasks running at once per agent.")
+    approval: Literal["never", "writes"] = Field(
+        "never",
+        description="writes: a task parks in awaiting_approval before each tool that writes (edits, commits, new "
+        "files) until `mcphive approve` / `reject` (or Hive.approve / reject) decides; never: writing tools just run.",
+    )
 
     planner: bool = Field(True, description="Split compound requests ('fix X, test it, document it') into subtasks.")
     policy: PolicyConfig = Field(
@@ -118,6 +174,45 @@ class Settings(BaseSettings):
     )
     rules: list[RouteRule] = Field(default_factory=list)
     agents: list[AgentConfig] = Field(default_factory=list, description="Extra specialists: [[agents]] tables.")
+    rag_chroma_url: str | None = Field(
+        None,
+        description="A chroma server (`chroma run`) for the RAG store, e.g. http://127.0.0.1:8000; default: "
+        "an embedded store in data_dir/rag.",
+    )
+    rag_hnsw_max_neighbors: int = Field(32, ge=4, le=128, description="HNSW graph degree of a new RAG collection.")
+    rag_hnsw_ef_construction: int = Field(
+        128, ge=10, le=2000, description="HNSW build candidate list of a new RAG collection."
+    )
+    rag_hnsw_ef_search: int = Field(
+        400, ge=10, le=5000, description="HNSW search candidate list: higher finds more true neighbours, slower."
+    )
+    rag_reranker: Literal["none", "lexical", "cross-encoder"] = Field(
+        "none", description="Reorder RAG hits: lexical (query-term overlap) or a local cross-encoder model."
+    )
+    rag_cross_encoder_path: Path | None = Field(
+        None, description="Folder of a sentence-transformers cross-encoder (none ships; nothing is downloaded)."
+    )
+    mcp_servers: list[ExternalServerConfig] = Field(
+        default_factory=list, description="External MCP servers agents may use: [[mcp_servers]] tables."
+    )
+    knowledge_functional: list[str] = Field(
+        default_factory=list,
+        description="Knowledge-base predicates with one object at a time (e.g. owned_by): a new object supersedes.",
+    )
+    memory_retention_days: float = Field(
+        30.0, gt=0, description="Episodes older than this are summarised into notes by memory consolidation."
+    )
+    memory_consolidation_batch: int = Field(
+        20, ge=2, le=500, description="Episodes of one thread summarised into one consolidated note."
+    )
+
+    @field_validator("mcp_servers", mode="after")
+    @classmethod
+    def _unique_server_names(cls, servers: list[ExternalServerConfig]) -> list[ExternalServerConfig]:
+        names = [server.name for server in servers]
+        if duplicated := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(f"MCP server name(s) {', '.join(duplicated)} appear more than once; names must be unique")
+        return servers
 
     @field_validator("data_dir", "local_model_path", mode="after")
     @classmethod

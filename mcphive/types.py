@@ -16,7 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "AGENT_NAMES",
+    "ApprovalDecision",
+    "ApprovalRequest",
     "Candidate",
+    "Change",
     "ChosenBy",
     "Event",
     "Finding",
@@ -72,10 +75,15 @@ _PRIORITY_RANK = {Priority.CRITICAL: 0, Priority.HIGH: 1, Priority.NORMAL: 2, Pr
 
 
 class TaskStatus(StrEnum):
-    """Lifecycle of a task; the last three are terminal."""
+    """Lifecycle of a task; the last three are terminal.
+
+    ``awaiting_approval``: the task wants to run a writing tool and waits, holding no worker, until someone
+    approves or rejects the call (``Hive.approve`` / ``Hive.reject``).
+    """
 
     QUEUED = "queued"
     RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -172,6 +180,15 @@ class Finding(_Model):
     tool: str = ""
 
 
+class Change(_Model):
+    """One file an agent created, modified or deleted, with a short summary of the edit."""
+
+    path: str
+    action: Literal["created", "modified", "deleted"] = "modified"
+    summary: str = ""
+    tool: str = ""
+
+
 class Step(_Model):
     """One step of the agent loop: a survey tool pass, a model choice, or the final answer."""
 
@@ -213,6 +230,12 @@ class TaskResult(_Model):
     subtasks: list[TaskResult] = Field(default_factory=list)
     principal: Principal = Field(default_factory=Principal)
     model: str = ""
+    findings: list[Finding] = Field(default_factory=list)
+    """Every tool's findings, de-duplicated, most severe first (derived from the steps; see ``mcphive.outcome``)."""
+    changes: list[Change] = Field(default_factory=list)
+    """The files the agent's writing tools changed, in order."""
+    summary: str = ""
+    """A deterministic one-paragraph account of what the tools found and changed (``answer`` is the model's)."""
 
     @property
     def tool_calls(self) -> list[ToolCall]:
@@ -224,6 +247,28 @@ class Event(_Model):
     """A progress event: what the CLI's live display and ``Hive.events`` render."""
 
     task_id: str
-    kind: Literal["queued", "planned", "routed", "started", "step", "tool_call", "model", "finished"]
+    kind: Literal[
+        "queued", "planned", "routed", "started", "step", "tool_call", "model", "awaiting_approval", "finished"
+    ]
     data: dict[str, Any] = Field(default_factory=dict)
     at: datetime = Field(default_factory=utcnow)
+
+
+class ApprovalRequest(_Model):
+    """A writing tool call a task waits to have approved: what it would run, and where in the task."""
+
+    task_id: str
+    call_key: str
+    """The call's place in the task and a hash of server, tool and arguments (see ``agents.loop.call_key``)."""
+    server: str
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    requested_at: datetime = Field(default_factory=utcnow)
+
+
+class ApprovalDecision(_Model):
+    """The answer to an :class:`ApprovalRequest`: approved or rejected, by whom, and why."""
+
+    approved: bool
+    by: str = ""
+    reason: str = ""

@@ -9,16 +9,25 @@
 the model. ``choose`` asks the model for one bounded choice: a tool from the agent's scoped list,
 with arguments narrowed to valid values (enums of the workspace's real files), or ``finish``.
 ``summarize`` asks the model for the final answer. Each step records who chose it.
+
+Durability: with a checkpointer the graph's state is saved after every node under the task's id,
+so a run that stopped midway (its worker died, or it parked for approval) continues from its last
+completed node. A tool that writes (see :meth:`ToolBox.writes`) may need an approval first
+(:class:`ApprovalNeeded` stops the run until a decision exists), and its outcome is recorded in a
+:class:`Ledger`, so a re-run returns the recorded outcome instead of writing again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, Protocol, TypedDict
 
 import anyio
 from langgraph.graph import END, START, StateGraph
@@ -28,16 +37,40 @@ from mcphive.agents.budget import Budget
 from mcphive.agents.digest import as_data, digest
 from mcphive.agents.schema import FINISH, narrowed_tools
 from mcphive.agents.spec import AgentSpec
-from mcphive.agents.toolbox import ToolBox
+from mcphive.agents.toolbox import ToolBox, ToolOutcome
 from mcphive.errors import ModelUnavailable
 from mcphive.inference.base import ChatMessage, ChatModel, ChatRequest, ChatResponse, ModelToolCall
 from mcphive.tracing import tracer
-from mcphive.types import ChosenBy, Step, ToolCall, Usage
+from mcphive.types import ApprovalDecision, ApprovalRequest, ChosenBy, Step, ToolCall, Usage
 
-__all__ = ["AgentRun", "LoopContext", "run_agent"]
+__all__ = ["AgentRun", "ApprovalNeeded", "Ledger", "LoopContext", "call_key", "run_agent"]
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 _MAX_BACKOFF_S = 30.0
+
+
+class Ledger(Protocol):
+    """Where completed writing calls are recorded (``mcphive.router.ledger.ToolLedger``)."""
+
+    async def recorded(self, task_id: str, key: str) -> ToolOutcome | None: ...
+
+    async def record(
+        self, task_id: str, key: str, server: str, tool: str, arguments: dict[str, Any], outcome: ToolOutcome
+    ) -> None: ...
+
+
+class ApprovalNeeded(Exception):
+    """The run reached a writing call that needs an approval nobody has given yet; the task parks."""
+
+    def __init__(self, request: ApprovalRequest) -> None:
+        super().__init__(f"{request.tool} on {request.server} needs approval")
+        self.request = request
+
+
+def call_key(position: int, server: str, tool: str, arguments: Mapping[str, Any]) -> str:
+    """A writing call's key within its task: its step position and a hash of server, tool and arguments."""
+    canonical = json.dumps([server, tool, arguments], sort_keys=True, default=str, ensure_ascii=False)
+    return f"{position}:{hashlib.sha256(canonical.encode()).hexdigest()[:40]}"
 
 
 @dataclass
@@ -56,6 +89,16 @@ class LoopContext:
     """Extra attempts for a transient model failure (server down, 429, 5xx), with backoff."""
     progress: list[Step] = field(default_factory=list)
     """Every step as it completes, so a run that fails midway still reports what it did."""
+    task_id: str = ""
+    """Keys the checkpoint thread, the ledger entries and approval requests."""
+    approval_required: bool = False
+    """Writing calls wait for a decision in ``decisions``; without one the run raises :class:`ApprovalNeeded`."""
+    can_park: bool = True
+    """False where nothing can wait for a decision (a step of a plan): such calls are refused instead."""
+    decisions: Mapping[str, ApprovalDecision] = field(default_factory=dict)
+    ledger: Ledger | None = None
+    checkpointer: Any = None
+    """A LangGraph checkpoint saver; the run resumes from the last node it completed under ``task_id``."""
 
 
 class AgentRun(TypedDict):
@@ -90,10 +133,20 @@ def _context_messages(ctx: LoopContext, steps: list[Step]) -> list[ChatMessage]:
 async def _call_tool(
     ctx: LoopContext, index: int, name: str, arguments: dict[str, Any], chosen_by: ChosenBy
 ) -> ToolCall:
+    writes = ctx.toolbox.writes(name)
+    server = ctx.toolbox.server_of(name) if name in ctx.toolbox.allowed else ""
+    key = call_key(index, server, name, arguments) if writes else ""
+    if writes and ctx.approval_required:
+        refusal = _refusal(ctx, key, server, name, arguments)
+        if refusal is not None:
+            await ctx.emit("tool_call", {"step": index, "tool": name, "arguments": arguments,
+                                         "chosen_by": chosen_by, "refused": refusal})  # fmt: skip
+            return ToolCall(server=server, tool=name, arguments=arguments, result=refusal, is_error=True,
+                            chosen_by=chosen_by)  # fmt: skip
     await ctx.emit("tool_call", {"step": index, "tool": name, "arguments": arguments, "chosen_by": chosen_by})
-    outcome = await ctx.toolbox.call(name, arguments)
+    outcome = await (_call_once(ctx, key, server, name, arguments) if writes else ctx.toolbox.call(name, arguments))
     return ToolCall(
-        server=ctx.toolbox.server_of(name),
+        server=server,
         tool=name,
         arguments=arguments,
         result=outcome.text,
@@ -102,6 +155,33 @@ async def _call_tool(
         chosen_by=chosen_by,
         duration_ms=outcome.duration_ms,
     )
+
+
+def _refusal(ctx: LoopContext, key: str, server: str, name: str, arguments: dict[str, Any]) -> str | None:
+    """None when the call was approved; the tool result the model gets when it was rejected; else park."""
+    decision = ctx.decisions.get(key)
+    if decision is None and not ctx.can_park:
+        return (f"{name} needs approval, which a step of a multi-step plan cannot wait for; the call was not "
+                "made. Submit this step as a task of its own to have it approved.")  # fmt: skip
+    if decision is None:
+        request = ApprovalRequest(task_id=ctx.task_id, call_key=key, server=server, tool=name, arguments=arguments)
+        raise ApprovalNeeded(request)
+    if decision.approved:
+        return None
+    why = f": {decision.reason}" if decision.reason else ""
+    return f"rejected by {decision.by or 'the approver'}{why}; the call was not made"
+
+
+async def _call_once(ctx: LoopContext, key: str, server: str, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+    """A writing call, made unless the ledger holds its outcome from an earlier run of the task."""
+    if ctx.ledger is None:
+        return await ctx.toolbox.call(name, arguments)
+    recorded = await ctx.ledger.recorded(ctx.task_id, key)
+    if recorded is not None:
+        return recorded
+    outcome = await ctx.toolbox.call(name, arguments)
+    await ctx.ledger.record(ctx.task_id, key, server, name, arguments, outcome)
+    return outcome
 
 
 async def _tool_step(ctx: LoopContext, steps: list[Step], name: str, arguments: dict[str, Any], by: ChosenBy) -> None:
@@ -237,8 +317,11 @@ def _after_choose(state: AgentRun) -> Literal["act", "summarize"]:
     return "act" if state["pending"] is not None else "summarize"
 
 
+_compiled: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
 @cache
-def _graph() -> Any:
+def _builder() -> StateGraph[AgentRun, LoopContext, AgentRun, AgentRun]:
     graph = StateGraph(AgentRun, context_schema=LoopContext)
     graph.add_node("survey", survey)
     graph.add_node("choose", choose)
@@ -249,12 +332,49 @@ def _graph() -> Any:
     graph.add_conditional_edges("choose", _after_choose)
     graph.add_edge("act", "choose")
     graph.add_edge("summarize", END)
-    return graph.compile()
+    return graph
+
+
+def _graph(checkpointer: Any) -> Any:
+    """The loop compiled once per checkpointer (or once without one)."""
+    if checkpointer is None:
+        return _plain_graph()
+    graph = _compiled.get(checkpointer)
+    if graph is None:
+        graph = _compiled[checkpointer] = _builder().compile(checkpointer=checkpointer)
+    return graph
+
+
+@cache
+def _plain_graph() -> Any:
+    return _builder().compile()
 
 
 async def run_agent(ctx: LoopContext) -> AgentRun:
-    """Run the loop to its end and return the final state."""
+    """Run the loop to its end and return the final state.
+
+    With ``ctx.checkpointer``, a run of ``ctx.task_id`` that stopped midway continues from the last node
+    it completed, and one that completed before its result was recorded is not run again.
+
+    Raises:
+        ApprovalNeeded: a writing call waits for a decision (its state up to the call is checkpointed).
+    """
     initial: AgentRun = {"steps": [], "usage": Usage(), "model_steps": 0, "pending": None, "answer": ""}
     limit = 4 + 2 * ctx.max_model_steps + len(ctx.spec.survey)
-    result: AgentRun = await _graph().ainvoke(initial, context=ctx, config={"recursion_limit": limit})
+    config: dict[str, Any] = {"recursion_limit": limit}
+    start: AgentRun | None = initial
+    if ctx.checkpointer is not None:
+        config["configurable"] = {"thread_id": ctx.task_id}
+        saved = await _graph(ctx.checkpointer).aget_state(config)
+        if saved.values and not saved.next:
+            done: AgentRun = saved.values
+            return done
+        if saved.next:
+            start = None  # continue from the checkpoint
+            ctx.progress[:] = saved.values.get("steps", [])
+    # "sync": each checkpoint is written before the next node starts, so a worker killed during a node
+    # resumes right before it.
+    durability = "sync" if ctx.checkpointer is not None else None
+    graph = _graph(ctx.checkpointer)
+    result: AgentRun = await graph.ainvoke(start, context=ctx, config=config, durability=durability)
     return result

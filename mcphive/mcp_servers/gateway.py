@@ -2,7 +2,8 @@
 
 Tools: run a task and wait for its result (progress notifications flow on the request's stream
 while it runs), or the 2026 way — submit one and poll it by handle (``task_status`` with the step
-log so far, ``task_result``, ``cancel_task``) — and list the agents. Resources: the agents, recent
+log so far and any writing call awaiting approval, ``task_result``, ``cancel_task``), decide on a
+pending call (``approve_task``, ``reject_task``) — and list the agents. Resources: the agents, recent
 tasks, and each task's full record. Prompts: ready-made jobs from ``gateway_prompts.toml``.
 """
 
@@ -21,7 +22,7 @@ from mcp.types import ToolAnnotations
 from mcphive import __version__
 from mcphive.errors import MCPHiveError
 from mcphive.router.events import describe
-from mcphive.types import TaskResult
+from mcphive.types import TaskResult, TaskStatus
 
 if TYPE_CHECKING:
     from mcphive.hive import Hive
@@ -89,6 +90,10 @@ def build_gateway(hive: Hive) -> MCPServer:
         """The status of a task with its step log so far; once it has ended, its result too."""
         status = await guarded(hive.status(task_id))
         log = [line for event in hive.events_so_far(task_id) if (line := describe(event))]
+        if status is TaskStatus.AWAITING_APPROVAL:
+            pending = await guarded(hive.pending_approval(task_id))
+            shown = pending.model_dump(mode="json") if pending is not None else None
+            return {"task_id": task_id, "status": status.value, "log": log, "pending_approval": shown}
         if not status.terminal:
             return {"task_id": task_id, "status": status.value, "log": log}
         result = _brief(await guarded(hive.wait(task_id)))
@@ -103,6 +108,22 @@ def build_gateway(hive: Hive) -> MCPServer:
     async def cancel_task(task_id: str) -> dict[str, Any]:
         """Cancel a queued or running task."""
         return {"task_id": task_id, "cancelled": await guarded(hive.cancel(task_id))}
+
+    @server.tool(
+        title="Approve a tool call", annotations=ToolAnnotations(destructive_hint=True), structured_output=True
+    )
+    async def approve_task(task_id: str, reason: str = "") -> dict[str, Any]:
+        """Approve the writing tool call a task awaits approval for (see task_status); the task then makes it."""
+        request = await guarded(hive.approve(task_id, reason=reason))
+        return {"task_id": request.task_id, "approved": True, "call": request.model_dump(mode="json")}
+
+    @server.tool(
+        title="Reject a tool call", annotations=ToolAnnotations(destructive_hint=False), structured_output=True
+    )
+    async def reject_task(task_id: str, reason: str = "") -> dict[str, Any]:
+        """Reject the writing tool call a task awaits approval for; the call is not made and the task goes on."""
+        request = await guarded(hive.reject(task_id, reason))
+        return {"task_id": request.task_id, "approved": False, "call": request.model_dump(mode="json")}
 
     @server.tool(
         title="List agents",

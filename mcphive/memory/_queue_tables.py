@@ -43,6 +43,8 @@ class QueueRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     finished_at: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    approval: Mapped[dict[str, Any] | None]
+    """``{"pending": ApprovalRequest | None, "decisions": {call_key: ApprovalDecision}}`` once a task asked."""
 
     __table_args__ = (
         # The claim reads the oldest queued rows of each class and the queued rows with a deadline;

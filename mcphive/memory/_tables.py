@@ -25,7 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
-    UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -172,12 +172,18 @@ class LedgerRow(Base):
     tool: Mapped[str] = mapped_column(String(256))
     arguments: Mapped[dict[str, Any]] = mapped_column(default=dict)
     result: Mapped[str] = mapped_column(Text, default="")
+    structured: Mapped[dict[str, Any] | None]
     is_error: Mapped[bool] = mapped_column(Boolean, default=False)
     recorded_at: Mapped[float] = mapped_column(Float)
 
 
 class FactRow(Base):
-    """One knowledge-base triple, unique per tenant."""
+    """One knowledge-base triple over its validity time ``[valid_from, valid_to)``.
+
+    A fact is never deleted: superseding or retracting it closes ``valid_to`` (and names the
+    fact that replaced it in ``superseded_by``). At most one row per tenant and triple is open
+    (``valid_to`` unset) at a time.
+    """
 
     __tablename__ = "facts"
 
@@ -190,10 +196,23 @@ class FactRow(Base):
     source: Mapped[str] = mapped_column(Text, default="")
     confidence: Mapped[float] = mapped_column(Float, default=1.0)
     created_at: Mapped[datetime]
+    valid_from: Mapped[datetime]
+    valid_to: Mapped[datetime | None]
+    superseded_by: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
-        UniqueConstraint("tenant", "subject", "predicate", "object"),
+        Index(
+            "uq_facts_open_tenant_subject_predicate_object",
+            "tenant",
+            "subject",
+            "predicate",
+            "object",
+            unique=True,
+            sqlite_where=text("valid_to IS NULL"),
+            postgresql_where=text("valid_to IS NULL"),
+        ),
         Index(None, "tenant", "predicate"),
+        Index(None, "tenant", "subject", "predicate"),
     )
 
 

@@ -124,7 +124,7 @@ def claim_statement(dialect: str, *, excluded_agents: bool = False, shortlist: b
             heartbeat_at=now,
             attempts=_C.attempts + 1,
         )
-        .returning(_C.task_id, _C.payload, _C.attempts, _C.rank, _C.enqueued_at, _C.deadline, _C.seq)
+        .returning(_C.task_id, _C.payload, _C.attempts, _C.rank, _C.enqueued_at, _C.deadline, _C.seq, _C.approval)
     )
 
 

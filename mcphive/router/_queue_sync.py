@@ -52,6 +52,8 @@ class Lease:
     """1 on the first hand-out, 2 after one expired lease, ..."""
     expires_at: float
     deadline: float | None = None
+    approval: dict[str, Any] | None = None
+    """The task's approval record (``pending`` call and ``decisions`` so far), if it ever asked for one."""
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,9 @@ class QueueEntry:
 
     task_id: str
     state: str
-    """``queued``, ``claimed``, ``done`` or ``failed``."""
+    """``queued``, ``claimed``, ``awaiting_approval``, ``done`` or ``failed``."""
     attempts: int
+    """Hand-outs since the task was queued, or since its last approval decision."""
     lease_owner: str | None
     lease_expires_at: float | None
     error: str | None
@@ -216,7 +219,9 @@ class SyncDurableQueue:
                 r.seq,
             )
         )
-        return [Lease(Task.model_validate(r.payload), worker_id, r.attempts, expires, r.deadline) for r in rows]
+        return [
+            Lease(Task.model_validate(r.payload), worker_id, r.attempts, expires, r.deadline, r.approval) for r in rows
+        ]
 
     def _pick(self, session: Session, params: dict[str, Any]) -> list[Any]:
         excluding = bool(params.get("full"))
@@ -280,6 +285,49 @@ class SyncDurableQueue:
             session.execute(self._owned([task_id], worker_id).values(values))
             return True
 
+    def park(self, task_id: str, worker_id: str, pending: dict[str, Any]) -> bool:
+        """Set ``worker_id``'s claimed task aside until its ``pending`` call is decided; the lease ends.
+
+        The task leaves the claimed state (no worker holds it, no lease can expire) and is not
+        claimable until :meth:`decide` queues it again. Returns False (and changes nothing) when
+        ``worker_id`` no longer holds the lease.
+        """
+        with transaction(self._writer, "park a task awaiting approval") as session:
+            row = session.execute(
+                select(_C.approval).where(_C.task_id == task_id, _C.state == "claimed", _C.lease_owner == worker_id)
+            ).first()
+            if row is None:
+                return False
+            record = {"decisions": dict((row.approval or {}).get("decisions", {})), "pending": pending}
+            values = {"state": "awaiting_approval", "lease_owner": None, "lease_expires_at": None, "approval": record}
+            session.execute(self._owned([task_id], worker_id).values(values))
+            return True
+
+    def decide(self, task_id: str, decision: dict[str, Any]) -> dict[str, Any] | None:
+        """Answer a parked task's pending call with ``decision`` and queue the task again, ahead by its age.
+
+        Returns the pending call that was decided, or None when ``task_id`` is not awaiting approval.
+        Decisions are kept with the task, keyed by the call's key, so the run that claims it next finds them.
+        """
+        with transaction(self._writer, "decide on a task awaiting approval") as session:
+            row = session.execute(
+                select(_C.approval).where(_C.task_id == task_id, _C.state == "awaiting_approval")
+            ).first()
+            if row is None or not (row.approval or {}).get("pending"):
+                return None
+            pending: dict[str, Any] = row.approval["pending"]
+            decisions = {**row.approval.get("decisions", {}), pending["call_key"]: decision}
+            values = {"state": "queued", "attempts": 0, "approval": {"pending": None, "decisions": decisions}}
+            session.execute(QUEUE.update().where(_C.task_id == task_id, _C.state == "awaiting_approval").values(values))
+            return pending
+
+    def pending(self, task_id: str) -> dict[str, Any] | None:
+        """The call ``task_id`` waits to have approved, or None when it is not awaiting approval."""
+        with transaction(self.engine, "read a pending approval") as session:
+            approval = session.scalar(select(_C.approval).where(_C.task_id == task_id, _C.state == "awaiting_approval"))
+        pending = (approval or {}).get("pending")
+        return pending if isinstance(pending, dict) else None
+
     def _owned(self, task_ids: Sequence[str], worker_id: str) -> Any:
         return QUEUE.update().where(_C.task_id.in_(list(task_ids)), _C.state == "claimed", _C.lease_owner == worker_id)
 
@@ -289,9 +337,10 @@ class SyncDurableQueue:
             return int(getattr(result, "rowcount", 0)) == 1
 
     def remove(self, task_id: str) -> bool:
-        """Drop a queued (not yet claimed) task; True if it was queued."""
+        """Drop a queued (not yet claimed) or parked task; True if it was either."""
         with transaction(self._writer, "remove a task") as session:
-            result = session.execute(QUEUE.delete().where(_C.task_id == task_id, _C.state == "queued"))
+            waiting = _C.state.in_(("queued", "awaiting_approval"))
+            result = session.execute(QUEUE.delete().where(_C.task_id == task_id, waiting))
             return int(getattr(result, "rowcount", 0)) == 1
 
     def entry(self, task_id: str) -> QueueEntry | None:

@@ -3,13 +3,18 @@
 For each claimed task it routes (unless already routed), opens the agent's scoped tool view,
 runs the shared agent loop under the task's time limit and cancel scope, and records the whole
 :class:`~mcphive.types.TaskResult` in episodic memory in one transaction.
+
+A task whose writing call needs an approval nobody has given yet ends its run :class:`Parked`: its
+steps so far are recorded with the status ``awaiting_approval``, its checkpoint is kept, and the
+caller sets it aside in the queue. The caller deletes the checkpoint (:meth:`AgentManager.forget`)
+once the task has ended while it still held the task's lease.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,20 +22,21 @@ import anyio
 from opentelemetry import trace
 
 from mcphive.agents.budget import Budget
-from mcphive.agents.loop import LoopContext, run_agent
+from mcphive.agents.loop import ApprovalNeeded, Ledger, LoopContext, run_agent
 from mcphive.agents.spec import AgentSpec
 from mcphive.agents.toolbox import Connection, ToolBox
 from mcphive.errors import MCPHiveError, TaskTimeout
 from mcphive.inference.base import ChatModel
 from mcphive.memory import EpisodicMemory
+from mcphive.outcome import fill_outcome
 from mcphive.router.cascade import RoutingCascade
 from mcphive.router.events import EventBus
 from mcphive.router.plan_runner import Emit, RunSubtask, run_plan
 from mcphive.router.planner import Planner
 from mcphive.tracing import tracer
-from mcphive.types import Plan, Route, Task, TaskResult, TaskStatus
+from mcphive.types import ApprovalDecision, ApprovalRequest, Plan, Route, Task, TaskResult, TaskStatus
 
-__all__ = ["AgentManager", "ManagerDeps"]
+__all__ = ["AgentManager", "ManagerDeps", "Parked"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,19 @@ class ManagerDeps:
     task_timeout_s: float
     planner: Planner | None = None
     max_task_tokens: int | None = None
+    approval_required: bool = False
+    """Writing tool calls wait for an approval (settings ``approval = "writes"``)."""
+    ledger: Ledger | None = None
+    checkpointer: Any = None
+    """A LangGraph checkpoint saver: a re-run task continues from its last completed step."""
+
+
+@dataclass(frozen=True)
+class Parked:
+    """A run that stopped at a writing call awaiting approval; ``result`` holds the steps so far."""
+
+    result: TaskResult
+    request: ApprovalRequest
 
 
 class AgentManager:
@@ -66,10 +85,21 @@ class AgentManager:
         scope.cancel()
         return True
 
-    async def execute(self, task: Task) -> TaskResult:
-        """Route and run ``task`` to completion, failure, timeout or cancellation; always recorded."""
+    async def forget(self, task_id: str) -> None:
+        """Delete a task's checkpoint once the task has ended for good."""
+        if self._d.checkpointer is not None:
+            await self._d.checkpointer.adelete_thread(task_id)
+
+    async def execute(self, task: Task, decisions: Mapping[str, ApprovalDecision] | None = None) -> TaskResult | Parked:
+        """Route and run ``task`` to completion, failure, timeout, cancellation or an approval; always recorded.
+
+        Args:
+            task: the task; a task run before continues from its checkpoint.
+            decisions: approval decisions already taken for the task's writing calls, by call key.
+        """
         timings: dict[str, float] = {}
         result = TaskResult(task_id=task.id, text=task.text, status=TaskStatus.RUNNING, principal=task.principal)
+        parked: ApprovalRequest | None = None
         emit = self._emitter(task.id)
         started = time.perf_counter()
         span = tracer().start_span("mcphive.task", attributes=_task_attributes(task))
@@ -79,7 +109,10 @@ class AgentManager:
             try:
                 await self._d.memory.set_status(task.id, TaskStatus.RUNNING)
                 await emit("started", {})
-                await self._run(task, result, timings, emit)
+                await self._run(task, result, timings, emit, decisions or {})
+                span.set_attribute("mcphive.status", result.status.value)
+            except ApprovalNeeded as e:
+                parked, result.status = e.request, TaskStatus.AWAITING_APPROVAL
                 span.set_attribute("mcphive.status", result.status.value)
             except MCPHiveError as e:
                 result.status, result.error = TaskStatus.FAILED, str(e)
@@ -89,6 +122,7 @@ class AgentManager:
         self._scopes.pop(task.id, None)
         if scope.cancelled_caught:
             result.status, result.error = TaskStatus.CANCELLED, "cancelled"
+        fill_outcome(result)  # findings, changes and summary from the steps, whatever the outcome
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         result.timings = timings
         with anyio.CancelScope(shield=True):
@@ -96,6 +130,9 @@ class AgentManager:
             await self._d.memory.record_result(result)
             # Measured after the write, so the stored timings lack it; the returned result has it.
             timings["record_ms"] = (time.perf_counter() - started) * 1000
+            if parked is not None:
+                await emit("awaiting_approval", parked.model_dump(mode="json"))
+                return Parked(result, parked)
             await emit("finished", {"status": result.status.value, "error": result.error})
         return result
 
@@ -115,7 +152,14 @@ class AgentManager:
         # The decision is stored with the result (record_result), in the task's one final transaction.
         return route
 
-    async def _run(self, task: Task, result: TaskResult, timings: dict[str, float], emit: Emit) -> None:
+    async def _run(
+        self,
+        task: Task,
+        result: TaskResult,
+        timings: dict[str, float],
+        emit: Emit,
+        decisions: Mapping[str, ApprovalDecision],
+    ) -> None:
         budget = Budget(self._d.max_task_tokens)  # one allowance for the task and all its subtasks
         try:
             with anyio.fail_after(self._d.task_timeout_s):
@@ -125,7 +169,7 @@ class AgentManager:
                     await run_plan(task, plan, result, self._subtask_runner(timings, emit, budget), emit, state)
                     return
                 route = await self._route(task, timings)
-                await self._run_routed(task, route, result, timings, emit, budget)
+                await self._run_routed(task, route, result, timings, emit, budget, decisions)
         except TimeoutError as e:
             raise TaskTimeout(f"task ran past its {self._d.task_timeout_s:.0f} s limit; raise task_timeout_s") from e
 
@@ -140,13 +184,22 @@ class AgentManager:
     def _subtask_runner(self, timings: dict[str, float], emit: Emit, budget: Budget) -> RunSubtask:
         async def run(child: Task, result: TaskResult) -> None:
             route = Route(agent=child.agent, confidence=1.0, stage="explicit", reason="assigned by the plan")
-            await self._run_routed(child, route, result, timings, emit, budget)
+            # A step of a plan cannot park on its own: its writing calls that need approval are refused.
+            await self._run_routed(child, route, result, timings, emit, budget, None)
 
         return run
 
     async def _run_routed(
-        self, task: Task, route: Route, result: TaskResult, timings: dict[str, float], emit: Emit, budget: Budget
+        self,
+        task: Task,
+        route: Route,
+        result: TaskResult,
+        timings: dict[str, float],
+        emit: Emit,
+        budget: Budget,
+        decisions: Mapping[str, ApprovalDecision] | None,
     ) -> None:
+        """Run the routed agent; ``decisions`` None marks a step of a plan (no checkpoint, cannot park)."""
         result.route, result.agent = route, route.agent
         await emit("routed", route.model_dump())
         if route.agent is None:
@@ -166,6 +219,12 @@ class AgentManager:
             constrain=model.name.startswith("local"),
             emit=emit,
             budget=budget,
+            task_id=task.id,
+            approval_required=self._d.approval_required,
+            can_park=decisions is not None,
+            decisions=decisions or {},
+            ledger=self._d.ledger,
+            checkpointer=self._d.checkpointer if decisions is not None else None,
         )
         started = time.perf_counter()
         try:

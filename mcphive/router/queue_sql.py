@@ -99,6 +99,18 @@ class DurableQueue:
         """See :meth:`SyncDurableQueue.fail`."""
         return await to_thread.run_sync(lambda: self.sync.fail(task_id, worker_id, error=error, retry=retry))
 
+    async def park(self, task_id: str, worker_id: str, pending: dict[str, Any]) -> bool:
+        """See :meth:`SyncDurableQueue.park`."""
+        return await to_thread.run_sync(self.sync.park, task_id, worker_id, pending)
+
+    async def decide(self, task_id: str, decision: dict[str, Any]) -> dict[str, Any] | None:
+        """See :meth:`SyncDurableQueue.decide`."""
+        return await to_thread.run_sync(self.sync.decide, task_id, decision)
+
+    async def pending(self, task_id: str) -> dict[str, Any] | None:
+        """See :meth:`SyncDurableQueue.pending`."""
+        return await to_thread.run_sync(self.sync.pending, task_id)
+
     async def remove(self, task_id: str) -> bool:
         """See :meth:`SyncDurableQueue.remove`."""
         return await to_thread.run_sync(self.sync.remove, task_id)

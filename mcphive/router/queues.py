@@ -1,7 +1,8 @@
 """The task queue the hive's workers drain: in-process, or durable in SQL for many worker processes.
 
-Both speak one small protocol — ``put``, ``claim``, ``heartbeat``, ``finish``, ``remove`` — so the
-hive's worker loop is the same whichever is configured:
+Both speak one small protocol — ``put``, ``claim``, ``heartbeat``, ``finish``, ``remove``, and
+``park`` / ``decide`` / ``pending`` for tasks awaiting approval — so the hive's worker loop is the
+same whichever is configured:
 
 * ``memory`` — the in-process :class:`~mcphive.router.prioritizer.Prioritizer`; no leases needed.
 * ``sqlite`` / ``postgres`` — :class:`~mcphive.router.queue_sql.DurableQueue`: claims are leases
@@ -11,24 +12,29 @@ hive's worker loop is the same whichever is configured:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import anyio
 
 from mcphive.router.prioritizer import Prioritizer
 from mcphive.settings import Settings
-from mcphive.types import Task
+from mcphive.types import ApprovalDecision, ApprovalRequest, Task
 
 __all__ = ["Claim", "LocalQueue", "SqlQueue", "TaskQueue", "open_queue"]
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A task handed to one worker; ``lease_s`` is None when no lease needs keeping alive."""
+    """A task handed to one worker; ``lease_s`` is None when no lease needs keeping alive.
+
+    ``decisions`` are the approval decisions already taken for the task's writing calls, by call key.
+    """
 
     task: Task
     lease_s: float | None = None
+    decisions: Mapping[str, ApprovalDecision] = field(default_factory=dict)
 
 
 class TaskQueue(Protocol):
@@ -46,6 +52,18 @@ class TaskQueue(Protocol):
 
     async def remove(self, task_id: str) -> bool: ...
 
+    async def park(self, task: Task, worker_id: str, request: ApprovalRequest) -> bool:
+        """Set a claimed task aside, holding no worker, until ``request`` is decided."""
+        ...
+
+    async def decide(self, task_id: str, decision: ApprovalDecision) -> ApprovalRequest | None:
+        """Answer a parked task's pending call and queue it again; None when it is not awaiting approval."""
+        ...
+
+    async def pending(self, task_id: str) -> ApprovalRequest | None:
+        """The call a parked task waits to have approved, or None."""
+        ...
+
     def __len__(self) -> int: ...
 
     def close(self) -> None: ...
@@ -58,22 +76,47 @@ class LocalQueue:
 
     def __init__(self, prioritizer: Prioritizer) -> None:
         self.prioritizer = prioritizer
+        self._parked: dict[str, tuple[Task, ApprovalRequest]] = {}
+        self._decisions: dict[str, dict[str, ApprovalDecision]] = {}
 
     async def put(self, task: Task) -> None:
         self.prioritizer.put(task)
 
     async def claim(self, worker_id: str) -> Claim:
-        return Claim(await self.prioritizer.claim())
+        task = await self.prioritizer.claim()
+        return Claim(task, decisions=dict(self._decisions.get(task.id, {})))
 
     async def heartbeat(self, task_id: str, worker_id: str) -> bool:
         return True
 
     async def finish(self, task_id: str, worker_id: str, *, ok: bool, error: str = "") -> bool:
         (self.prioritizer.complete if ok else self.prioritizer.fail)(task_id)
+        self._decisions.pop(task_id, None)
         return True
 
     async def remove(self, task_id: str) -> bool:
+        if self._parked.pop(task_id, None) is not None:
+            self._decisions.pop(task_id, None)
+            return True
         return self.prioritizer.remove(task_id)
+
+    async def park(self, task: Task, worker_id: str, request: ApprovalRequest) -> bool:
+        self._parked[task.id] = (task, request)
+        return True
+
+    async def decide(self, task_id: str, decision: ApprovalDecision) -> ApprovalRequest | None:
+        parked = self._parked.get(task_id)
+        if parked is None:
+            return None
+        task, request = parked
+        self.prioritizer.put(task)  # QueueFull leaves the task parked and undecided
+        del self._parked[task_id]
+        self._decisions.setdefault(task_id, {})[request.call_key] = decision
+        return request
+
+    async def pending(self, task_id: str) -> ApprovalRequest | None:
+        parked = self._parked.get(task_id)
+        return parked[1] if parked is not None else None
 
     def __len__(self) -> int:
         return len(self.prioritizer)
@@ -104,9 +147,15 @@ class SqlQueue:
     async def put(self, task: Task) -> None:
         await self._queue.put(task)
 
+    @property
+    def engine(self) -> Any:
+        """The queue's database engine (the idempotency ledger lives there too)."""
+        return self._queue.sync.engine
+
     async def claim(self, worker_id: str) -> Claim:
         lease = (await self._queue.claim_wait(worker_id, 1, poll_s=self.poll_s))[0]
-        return Claim(lease.task, self.lease_s)
+        decisions = (lease.approval or {}).get("decisions", {})
+        return Claim(lease.task, self.lease_s, {k: ApprovalDecision.model_validate(v) for k, v in decisions.items()})
 
     async def heartbeat(self, task_id: str, worker_id: str) -> bool:
         return await self._queue.heartbeat(task_id, worker_id)
@@ -118,6 +167,17 @@ class SqlQueue:
 
     async def remove(self, task_id: str) -> bool:
         return await self._queue.remove(task_id)
+
+    async def park(self, task: Task, worker_id: str, request: ApprovalRequest) -> bool:
+        return await self._queue.park(task.id, worker_id, request.model_dump(mode="json"))
+
+    async def decide(self, task_id: str, decision: ApprovalDecision) -> ApprovalRequest | None:
+        decided = await self._queue.decide(task_id, decision.model_dump(mode="json"))
+        return ApprovalRequest.model_validate(decided) if decided is not None else None
+
+    async def pending(self, task_id: str) -> ApprovalRequest | None:
+        pending = await self._queue.pending(task_id)
+        return ApprovalRequest.model_validate(pending) if pending is not None else None
 
     def __len__(self) -> int:
         return len(self._queue.sync)

@@ -27,7 +27,8 @@ async def test_claude_desktop_can_list_agents_and_run_a_task_over_stdio(tmp_path
     params = StdioServerParameters(command=str(entry["command"]), args=list(entry["args"]), env=env, cwd="/")  # type: ignore[call-overload]
     async with Client(params) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
-        assert tools == {"run_task", "submit_task", "task_status", "task_result", "cancel_task", "list_agents"}
+        assert tools == {"run_task", "submit_task", "task_status", "task_result", "cancel_task", "list_agents",
+                         "approve_task", "reject_task"}  # fmt: skip
         agents = await client.call_tool("list_agents", {})
         assert agents.structured_content is not None
         assert [a["name"] for a in agents.structured_content["agents"]] == [

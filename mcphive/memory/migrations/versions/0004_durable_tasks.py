@@ -1,4 +1,4 @@
-"""Durable task states: room for ``awaiting_approval`` and the idempotency ledger of side effects.
+"""Durable task states: room for ``awaiting_approval``, the approval record, and the idempotency ledger.
 
 Revision ID: 0004_durable_tasks
 Revises: 0003_task_queue
@@ -17,11 +17,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Widen the status columns (``awaiting_approval`` has 17 characters) and create ``tool_ledger``."""
+    """Widen the status columns (``awaiting_approval`` has 17 characters), add the approval record and the ledger."""
     with op.batch_alter_table("tasks") as batch:
         batch.alter_column("status", existing_type=sa.String(length=16), type_=sa.String(length=32))
     with op.batch_alter_table("task_queue") as batch:
         batch.alter_column("state", existing_type=sa.String(length=16), type_=sa.String(length=32))
+        # The pending writing call of a parked task and the decisions already taken for the task.
+        batch.add_column(sa.Column("approval", sa.JSON(none_as_null=True), nullable=True))
     op.create_table(
         "tool_ledger",
         sa.Column("task_id", sa.String(length=64), nullable=False),
@@ -31,6 +33,7 @@ def upgrade() -> None:
         sa.Column("tool", sa.String(length=256), nullable=False),
         sa.Column("arguments", sa.JSON(none_as_null=True), nullable=False),
         sa.Column("result", sa.Text(), nullable=False),
+        sa.Column("structured", sa.JSON(none_as_null=True), nullable=True),
         sa.Column("is_error", sa.Boolean(), nullable=False),
         sa.Column("recorded_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("task_id", "call_key", name=op.f("pk_tool_ledger")),
@@ -41,6 +44,7 @@ def downgrade() -> None:
     """Drop the ledger and narrow the status columns again."""
     op.drop_table("tool_ledger")
     with op.batch_alter_table("task_queue") as batch:
+        batch.drop_column("approval")
         batch.alter_column("state", existing_type=sa.String(length=32), type_=sa.String(length=16))
     with op.batch_alter_table("tasks") as batch:
         batch.alter_column("status", existing_type=sa.String(length=32), type_=sa.String(length=16))

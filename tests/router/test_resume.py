@@ -1,0 +1,72 @@
+"""Resume from a checkpoint: a task whose worker process was killed midway continues in another worker
+from its last completed step — the survey, the model's earlier choices and the write are not done again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from mcphive import Hive, Settings, TaskStatus
+from mcphive.inference.testing import ScriptedModel
+from mcphive.router.queue_sql import DurableQueue
+
+WORKER = str(Path(__file__).with_name("_scripted_worker.py"))
+
+
+def spawn(mode: str, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, WORKER, mode, str(log)], env=env, stderr=subprocess.DEVNULL)
+
+
+def lines(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.mark.anyio
+async def test_a_task_whose_worker_was_killed_resumes_from_its_last_completed_step(
+    settings: Settings, sample_workspace: Path, tmp_path: Path
+) -> None:
+    (sample_workspace / "counter.txt").write_text("count\n")
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "MCPHIVE_DATA_DIR": str(data_dir), "MCPHIVE_QUEUE": "sqlite",
+           "MCPHIVE_QUEUE_LEASE_S": "3", "MCPHIVE_QUEUE_POLL_S": "0.1"}  # fmt: skip
+    front_settings = settings.model_copy(update={"queue": "sqlite", "queue_poll_s": 0.05, "workers": 0,
+                                                 "data_dir": data_dir})  # fmt: skip
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = spawn("stall", first_log, env)
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        async with Hive.open(front_settings, model=ScriptedModel([])) as front:
+            handle = await front.submit("mark the counter", workspace=sample_workspace, agent="code")
+            with anyio.fail_after(180):
+                # The first worker's model hangs right after the write: that line in its log is the signal.
+                while not any("after-write" in line for line in lines(first_log)):  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            first.send_signal(signal.SIGKILL)  # dies holding the lease, mid-task
+            first.wait()
+            second = spawn("go", second_log, env)
+            with anyio.fail_after(300):
+                result = await handle.wait()
+        queue = DurableQueue.open(front_settings.queue_database_url)
+        try:
+            entry = await queue.entry(handle.id)
+        finally:
+            queue.close()
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+            second.wait()
+    assert result.status is TaskStatus.SUCCEEDED, result.error
+    assert entry is not None and entry.state == "done" and entry.attempts == 2
+    assert lines(first_log) == ["required before-write", "required after-write"]
+    # The second worker starts at the choice after the write: no survey, no first choice, no second write.
+    assert lines(second_log) == ["required after-write", "none after-write"]
+    assert (sample_workspace / "counter.txt").read_text() == "count +\n"
+    assert [c.tool for c in result.tool_calls] == ["ruff_check", "replace_block"]
+    assert result.answer == "done"
