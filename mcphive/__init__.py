@@ -32,6 +32,9 @@ from mcphive.errors import (
 )
 from mcphive.settings import Settings, load_settings
 from mcphive.types import (
+    ApprovalDecision,
+    ApprovalRequest,
+    Change,
     Event,
     Finding,
     Principal,
@@ -51,6 +54,9 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApprovalDecision",
+    "ApprovalRequest",
+    "Change",
     "ConfigError",
     "Event",
     "Finding",

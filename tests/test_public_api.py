@@ -6,6 +6,9 @@ import mcphive
 def test_all_lists_exactly_the_public_names() -> None:
     assert sorted(mcphive.__all__) == sorted(
         [
+            "ApprovalDecision",
+            "ApprovalRequest",
+            "Change",
             "ConfigError",
             "Event",
             "Finding",
