@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as SDKToolError
-from mcp.types import ToolAnnotations
+from mcp.types import ElicitRequest, ElicitRequestFormParams, ElicitResult, InputRequiredResult, ToolAnnotations
+from pydantic import BaseModel, Field
 
 from mcphive import __version__
 from mcphive.errors import MCPHiveError
 from mcphive.router.events import describe
-from mcphive.types import TaskResult, TaskStatus
+from mcphive.types import ApprovalRequest, TaskResult, TaskStatus
 
 if TYPE_CHECKING:
     from mcphive.hive import Hive
@@ -42,6 +43,39 @@ def _brief(result: TaskResult) -> dict[str, Any]:
         for c in result.tool_calls
     ]
     return data
+
+
+# Protocol versions from this one on are stateless: input is asked for by returning InputRequiredResult.
+_STATELESS_ERA = "2026-07-28"
+
+
+class _ApprovalAnswer(BaseModel):
+    """The form an MCP host shows for a writing call awaiting approval."""
+
+    approve: bool = Field(description="Run this call (true) or refuse it (false)")
+    reason: str = Field("", description="Why, for the task's record (optional)")
+
+
+def _approval_question(request: ApprovalRequest) -> str:
+    arguments = json.dumps(request.arguments, ensure_ascii=False)
+    if len(arguments) > 600:
+        arguments = arguments[:600] + "…"
+    return f"mcphive task {request.task_id} wants to run {request.server}.{request.tool} {arguments}. Allow it?"
+
+
+def _ask_approval(request: ApprovalRequest) -> ElicitRequest:
+    schema = _ApprovalAnswer.model_json_schema()
+    return ElicitRequest(params=ElicitRequestFormParams(message=_approval_question(request), requested_schema=schema))
+
+
+def _answer_of(response: Any) -> _ApprovalAnswer | None:
+    """An accepted, valid answer to :func:`_ask_approval`; None for declined, cancelled or malformed ones."""
+    if isinstance(response, ElicitResult) and response.action == "accept" and response.content:
+        try:
+            return _ApprovalAnswer.model_validate(response.content)
+        except ValueError:
+            return None
+    return None
 
 
 def build_gateway(hive: Hive) -> MCPServer:
@@ -66,16 +100,50 @@ def build_gateway(hive: Hive) -> MCPServer:
     )
     async def run_task(
         text: str, workspace: str, ctx: Context, agent: str | None = None, priority: str = "normal"
-    ) -> dict[str, Any]:
-        """Run an engineering task on a project folder and wait for the result (findings, steps, answer)."""
-        handle = await guarded(hive.submit(text, workspace=workspace, agent=agent, priority=priority))
+    ) -> dict[str, Any] | InputRequiredResult:
+        """Run an engineering task on a project folder and wait for the result (findings, steps, answer).
+
+        A writing call that needs approval is put to the user through the host (an elicitation form);
+        a host that cannot ask gets the pending call back, to decide with approve_task or reject_task.
+        """
+        task_id = ctx.request_state  # set when this call is the host's answer to an approval question
+        if task_id is not None:
+            answer = _answer_of((ctx.input_responses or {}).get("approval"))
+            await decide(task_id, answer)
+        else:
+            task_id = (await guarded(hive.submit(text, workspace=workspace, agent=agent, priority=priority))).id
+        seen = len(hive.events_so_far(task_id)) if ctx.request_state is not None else 0
         count = 0
-        async for event in hive.events(handle.id):
+        async for event in hive.events(task_id):
+            if seen:  # replayed events the first round already reported, up to its approval question
+                seen -= 1
+                continue
             line = describe(event)
             if line:
                 count += 1
                 await ctx.report_progress(count, None, line)
-        return _brief(await handle.wait())
+            if event.kind != "awaiting_approval":
+                continue
+            request = await guarded(hive.pending_approval(task_id))
+            if request is None:  # decided already (the SDK callback, another client)
+                continue
+            capabilities = ctx.client_capabilities
+            if capabilities is None or capabilities.elicitation is None:
+                status = {"task_id": task_id, "status": TaskStatus.AWAITING_APPROVAL.value}
+                return status | {"pending_approval": request.model_dump(mode="json")}
+            if (ctx.protocol_version or "") >= _STATELESS_ERA:
+                return InputRequiredResult(input_requests={"approval": _ask_approval(request)}, request_state=task_id)
+            elicited = await ctx.elicit(_approval_question(request), _ApprovalAnswer)
+            await decide(task_id, elicited.data if elicited.action == "accept" else None)
+        return _brief(await guarded(hive.wait(task_id)))
+
+    async def decide(task_id: str, answer: _ApprovalAnswer | None) -> None:
+        """Apply the host user's answer; declining or cancelling the form rejects the call."""
+        if answer is not None and answer.approve:
+            await guarded(hive.approve(task_id, by="mcp-client", reason=answer.reason))
+        else:
+            reason = answer.reason if answer is not None else "declined in the MCP host"
+            await guarded(hive.reject(task_id, reason or "rejected in the MCP host", by="mcp-client"))
 
     @server.tool(title="Submit a task", structured_output=True)
     async def submit_task(

@@ -31,7 +31,7 @@ class EventBus:
             history.append(event)
         for stream in self._subscribers.get(task_id, []):
             # A stalled consumer loses events rather than stalling the task.
-            with contextlib.suppress(anyio.WouldBlock):
+            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
                 stream.send_nowait(event)
         if kind == "finished":
             for stream in self._subscribers.pop(task_id, []):
@@ -56,11 +56,20 @@ class EventBus:
         # Subscribe before replaying: events published while the caller consumes the past are buffered.
         send, receive = anyio.create_memory_object_stream[Event](max_buffer_size=1000)
         self._subscribers.setdefault(task_id, []).append(send)
-        async with receive:
-            for event in past:
-                yield event
-            async for event in receive:
-                yield event
+        try:
+            async with receive:
+                for event in past:
+                    yield event
+                async for event in receive:
+                    yield event
+        finally:
+            # A subscriber that stops early (a client that got what it waited for) unsubscribes.
+            streams = self._subscribers.get(task_id, [])
+            if send in streams:
+                streams.remove(send)
+                if not streams:
+                    del self._subscribers[task_id]
+            send.close()
 
 
 def describe(event: Event, *, detail: bool = False) -> str | None:
