@@ -1,29 +1,45 @@
-"""Build ``benchmarks/data/routing_domain.jsonl``: real change descriptions labelled by kind of change.
+"""Build ``benchmarks/data/routing_domain.jsonl``: real task-like texts for the six agents.
 
-Nothing in the file was written on this project. Each line is one entry from a released source
-distribution on PyPI, labelled by the section the upstream project filed it under (never by its
-wording), with the package and version it came from:
+Nothing in the file was written on this project. Every line is one entry from a released package,
+labelled by where its upstream project filed it (a changelog section, a changelog tag, an alert rule
+file, an advisory database), never by its wording, and it names its origin: ``source`` (registry,
+package and version), ``file`` (the path inside the package) and ``section`` (the upstream heading
+or tag that gave the label).
 
-* pip ``NEWS.rst``: "Bug Fixes" and "Features" -> code, "Improved Documentation" -> docs,
-  "Vendored Libraries" and "Process" (dependency pins, build and release process) -> infra.
-* setuptools ``NEWS.rst``: "Bugfixes" and "Features" -> code, "Documentation changes" and
-  "Improved Documentation" -> docs.
-* pytest ``doc/en/changelog.rst``: "Improved Documentation" -> docs only. pytest's bug fixes are
-  left out: the project's subject is testing, so its section says "code" while its wording says "test".
-* safety-db ``data/insecure_full.json``: every advisory -> security.
-* Any changelog entry that names a CVE id or a GHSA id is labelled security whatever its section
-  (the upstream release notes file such fixes under "Bug Fixes").
+Held-out split (what ``routing_accuracy.py`` scores; nobody reads it while writing the examples):
 
-The set has no ``test`` or ``ops`` items: none of the packages reachable here labels test-only
-changes or ships alerts. Labels are capped to the same count (deterministic shuffle, seed 0) and
-every third item goes to the ``dev`` split (the only part anyone may read while writing the agents'
-examples); the rest is ``heldout`` and is what ``routing_accuracy.py`` scores.
+* code: pip ``NEWS.rst`` "Bug Fixes"/"Features"; setuptools ``NEWS.rst`` "Bugfixes"/"Features".
+* docs: "Improved Documentation" of pip, setuptools and pytest (``doc/en/changelog.rst``).
+* infra: pip "Vendored Libraries" and "Process" (dependency pins, build and release process).
+* security: safety-db ``data/insecure_full.json`` advisories; any changelog entry above that names
+  a CVE or GHSA id (upstream files such fixes under "Bug Fixes").
+* test: SQLAlchemy changelog entries tagged ``tests``; Sphinx's "Testing" sections.
+* ops: Ceph's Prometheus alert rules (Debian ``ceph-prometheus-alerts``: alert name and summary)
+  and Netdata's health alarms (Debian ``netdata-core``: alarm name and its ``info`` line) from
+  half of the ``health.d`` files.
 
-Run: ``python benchmarks/build_routing_domain.py`` (downloads four sdists with pip into a temp dir).
+Dev split (for tuning; different packages, or for Netdata different files, from the held-out ones):
+
+* alembic changelog tags: ``tests`` -> test, ``documentation``/``docs`` -> docs, ``installation``
+  -> infra, other ``bug``/``feature``/``usecase`` entries -> code.
+* SQLAlchemy changelog entries tagged ``documentation`` -> docs (the held-out docs come from
+  other packages).
+* kolla-ansible release notes (reno): ``security`` -> security, ``fixes`` -> infra (a deployment
+  tool's fixes are fixes to deployment configuration).
+* Netdata alarms from the other half of the ``health.d`` files -> ops.
+
+pytest's and Sphinx's own bug fixes are left out: their subjects are testing and documentation,
+so their sections say "code" while their wording says "test" or "docs". Each held-out label is
+capped to the same count (deterministic shuffle, seed 0).
+
+Run: ``python benchmarks/build_routing_domain.py``. It downloads the pinned source distributions
+with ``pip download --no-deps --no-binary NAME`` and the two Debian packages with
+``apt-get download`` into a temporary directory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -31,11 +47,24 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
+import yaml
+
 OUT = Path(__file__).parent / "data" / "routing_domain.jsonl"
-PACKAGES = {"pip": "26.3", "setuptools": "84.2.1", "pytest": "9.2.0", "safety-db": "2021.7.17"}
+PYPI = {
+    "pip": "26.3",
+    "setuptools": "84.2.1",
+    "pytest": "9.2.0",
+    "safety-db": "2021.7.17",
+    "sqlalchemy": "2.1.9",
+    "sphinx": "9.0.4",
+    "alembic": "1.20.1",
+    "kolla-ansible": "22.2.0",
+}
+DEBIAN = {"ceph-prometheus-alerts": "16.2.15+ds-0+deb12u2", "netdata-core": "1.37.1-2"}
 SECTIONS = {
     "pip": {
         "Bug Fixes": "code",
@@ -53,58 +82,79 @@ SECTIONS = {
     "pytest": {"Improved Documentation": "docs", "Improved documentation": "docs"},
 }
 CHANGELOGS = {"pip": "NEWS.rst", "setuptools": "NEWS.rst", "pytest": "doc/en/changelog.rst"}
-PER_LABEL = 120
+LABELS = ("code", "docs", "infra", "ops", "security", "test")
+PER_LABEL = 60
+DEV_PER_LABEL = 40
 SECURITY_ID = re.compile(r"\bCVE-\d{4}-\d+|\bGHSA-", re.I)
+Row = dict[str, str]
+
+
+def _normalized(stem: str) -> str:
+    return re.sub(r"[-_.]+", "-", stem.lower())
+
+
+def _pip_download(name: str, version: str, workdir: Path) -> Path:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--no-binary",
+            name,
+            f"{name}=={version}",
+            "-d",
+            str(workdir),
+        ],
+        check=True,
+    )
+    wanted = _normalized(f"{name}-{version}")
+    archive = next(p for p in workdir.glob("*.tar.gz") if _normalized(p.name.removesuffix(".tar.gz")) == wanted)
+    with tarfile.open(archive) as tar:
+        tar.extractall(workdir, filter="data")
+    return workdir / archive.name.removesuffix(".tar.gz")
+
+
+def _apt_download(name: str, version: str, workdir: Path) -> Path:
+    subprocess.run(["apt-get", "download", "-q", f"{name}={version}"], check=True, cwd=workdir)
+    deb = next(workdir.glob(f"{name}_*.deb"))
+    root = workdir / name
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    return root
 
 
 def download(workdir: Path) -> dict[str, Path]:
-    """Fetch and unpack each pinned sdist; returns the unpacked roots."""
-    roots = {}
-    for name, version in PACKAGES.items():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "-q",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                f"{name}=={version}",
-                "-d",
-                str(workdir),
-            ],
-            check=True,
-        )
-        archive = next(workdir.glob(f"{name.replace('-', '?')}-{version}.tar.gz"))
-        with tarfile.open(archive) as tar:
-            tar.extractall(workdir, filter="data")
-        roots[name] = workdir / archive.name.removesuffix(".tar.gz")
+    """Fetch and unpack every pinned package; returns the unpacked roots by package name."""
+    roots = {name: _pip_download(name, version, workdir) for name, version in PYPI.items()}
+    roots |= {name: _apt_download(name, version, workdir) for name, version in DEBIAN.items()}
     return roots
 
 
 def clean(text: str) -> str:
-    """Strip reStructuredText markup and issue links; keep the first sentence."""
+    """Strip reStructuredText markup, issue links and credits; keep the first sentence."""
     text = re.sub(r"^`#\d+ <[^>]*>`_+:\s*", "", text)
     text = re.sub(r"\(`#\d+ <[^>]*>`_+\)", "", text)
     text = re.sub(r"#\d+:\s*", "", text)
     text = re.sub(r"\s*\(#\d+\)", "", text)
     text = re.sub(r"\s*\(#[0-9A-F-]{8,}\)", "", text)  # setuptools' anonymous news fragments
-    text = re.sub(r":\w+:`([^`<]*?)\s*(<[^>]*>)?`", r"\1", text)
+    text = re.sub(r":\w+:`!?([^`<]*?)\s*(<[^>]*>)?`", r"\1", text)
     text = re.sub(r"`([^`<]*?)\s*<[^>]*>`_+", r"\1", text)
     text = text.replace("``", "").replace("`", "")
     text = " ".join(text.split())
     text = re.sub(r"^\d+:\s*", "", text)  # pytest's older entries start with an issue role
     first = re.split(r"(?<=[a-z0-9)])\.\s+(?=[A-Z])", text)[0]
     first = re.sub(r"\s+-- by @?[\w-]+\.?$", "", first.rstrip("."))  # credits
+    first = re.sub(r"\s*(Pull request|Patch) courtesy .*$", "", first)
     return first.rstrip(".")[:240]
 
 
-def changelog_entries(path: Path, sections: dict[str, str]) -> list[tuple[str, str]]:
-    """(text, label) for the bulleted entries under the mapped section headings of an RST changelog."""
+def changelog_entries(path: Path, sections: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(text, label, section) for the bulleted entries under the mapped headings of an RST changelog."""
     lines = path.read_text(encoding="utf-8").splitlines()
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, str, str]] = []
+    heading = ""
     label: str | None = None
     current: list[str] = []
 
@@ -112,14 +162,15 @@ def changelog_entries(path: Path, sections: dict[str, str]) -> list[tuple[str, s
         if label and current:
             text = clean(" ".join(current))
             if len(text.split()) >= 3:
-                out.append((text, "security" if SECURITY_ID.search(" ".join(current)) else label))
+                out.append((text, "security" if SECURITY_ID.search(" ".join(current)) else label, heading))
         current.clear()
 
     for i, line in enumerate(lines):
         underline = lines[i + 1] if i + 1 < len(lines) else ""
         if line.strip() and re.fullmatch(r"[-=~^]{3,}", underline.strip()):
             flush()
-            label = sections.get(line.strip())
+            heading = line.strip()
+            label = sections.get(heading)
         elif re.match(r"[-*] ", line):
             flush()
             current.append(line[2:])
@@ -133,34 +184,185 @@ def changelog_entries(path: Path, sections: dict[str, str]) -> list[tuple[str, s
     return out
 
 
-def advisories(root: Path) -> list[tuple[str, str]]:
-    """Every safety-db advisory text, labelled security."""
-    data = json.loads((root / "data" / "insecure_full.json").read_text(encoding="utf-8"))
-    texts = [clean(item["advisory"]) for key, items in data.items() if key != "$meta" for item in items]
-    return [(t, "security") for t in texts if len(t.split()) >= 4]
+def tagged_changes(path: Path) -> Iterator[tuple[set[str], str]]:
+    """(tags, first sentence) of each ``.. change::`` block of a changelog_ extension file (SQLAlchemy, alembic)."""
+    blocks = re.split(r"^\s*\.\. change::.*$", path.read_text(encoding="utf-8"), flags=re.M)[1:]
+    for block in blocks:
+        tags: set[str] = set()
+        body: list[str] = []
+        for line in block.splitlines():
+            stripped = line.strip()
+            if stripped.startswith(":tags:"):
+                tags = {t.strip().lower() for t in stripped[6:].split(",") if t.strip()}
+            elif stripped.startswith(":") or stripped.startswith(".. "):
+                continue
+            elif stripped and not line.startswith(" "):
+                break  # the block ended: the next heading or paragraph at column 0
+            elif stripped:
+                body.append(stripped)
+        text = clean(" ".join(body))
+        if len(text.split()) >= 3:
+            yield tags, text
 
 
-def build(roots: dict[str, Path]) -> list[dict[str, str]]:
-    """Label, deduplicate, balance and split the entries."""
-    by_label: dict[str, list[dict[str, str]]] = defaultdict(list)
-    seen: set[str] = set()
-    sources: list[tuple[str, list[tuple[str, str]]]] = [
-        (name, changelog_entries(roots[name] / CHANGELOGS[name], SECTIONS[name])) for name in SECTIONS
+def sqlalchemy_tagged(root: Path, tag: str, label: str) -> list[tuple[str, str, str, str]]:
+    """SQLAlchemy changelog entries with ``tag`` (``tests``: held-out test; ``documentation``: dev docs)."""
+    files = sorted((root / "doc" / "build" / "changelog").glob("**/*.rst"))
+    return [
+        (text, label, f"tags: {', '.join(sorted(tags))}", str(path.relative_to(root)))
+        for path in files
+        for tags, text in tagged_changes(path)
+        if tag in tags
     ]
-    sources.append(("safety-db", advisories(roots["safety-db"])))
-    for name, entries in sources:
-        for text, label in entries:
-            if text.lower() not in seen:
-                seen.add(text.lower())
-                by_label[label].append({"text": text, "label": label, "source": f"{name}=={PACKAGES[name]}"})
+
+
+def alembic_changes(root: Path) -> list[tuple[str, str, str, str]]:
+    """alembic's changelog (dev split): tests, docs and installation tags, and plain bug/feature entries."""
+    path = root / "docs" / "build" / "changelog.rst"
+    out = []
+    for tags, text in tagged_changes(path):
+        if "tests" in tags:
+            label = "test"
+        elif tags & {"documentation", "docs"}:
+            label = "docs"
+        elif tags & {"installation", "build", "packaging"}:
+            label = "infra"
+        elif tags & {"bug", "feature", "usecase"}:
+            label = "code"
+        else:
+            continue
+        if SECURITY_ID.search(text):
+            label = "security"
+        out.append((text, label, f"tags: {', '.join(sorted(tags))}", str(path.relative_to(root))))
+    return out
+
+
+def sphinx_testing(root: Path) -> list[tuple[str, str, str, str]]:
+    """Sphinx's "Testing" changelog sections."""
+    files = [root / "CHANGES.rst", *sorted((root / "doc" / "changes").glob("*.rst"))]
+    return [
+        (text, label, section, str(path.relative_to(root)))
+        for path in files
+        if path.exists()
+        for text, label, section in changelog_entries(path, {"Testing": "test"})
+    ]
+
+
+def reno_notes(root: Path) -> list[tuple[str, str, str, str]]:
+    """kolla-ansible release notes (dev split): ``security`` -> security, ``fixes`` -> infra."""
+    out = []
+    for path in sorted((root / "releasenotes" / "notes").glob("*.yaml")):
+        note = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for section, label in (("security", "security"), ("fixes", "infra")):
+            for entry in note.get(section) or []:
+                text = clean(str(entry))
+                if len(text.split()) >= 3:
+                    out.append((text, label, section, str(path.relative_to(root))))
+    return out
+
+
+def advisories(root: Path) -> list[tuple[str, str, str, str]]:
+    """Every safety-db advisory text, labelled security."""
+    path = root / "data" / "insecure_full.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    texts = [clean(item["advisory"]) for key, items in data.items() if key != "$meta" for item in items]
+    return [(t, "security", "advisory", str(path.relative_to(root))) for t in texts if len(t.split()) >= 4]
+
+
+def _untemplate(text: str) -> str:
+    text = re.sub(r"\{\{.*?\}\}|\$\{[^}]*\}|\$\w+", "", text)
+    return " ".join(text.split()).rstrip(".")
+
+
+def ceph_alerts(root: Path) -> list[tuple[str, str, str, str]]:
+    """Ceph's Prometheus alert rules: "AlertName: summary"."""
+    path = root / "etc" / "prometheus" / "ceph" / "ceph_default_alerts.yml"
+    groups = yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+    out = []
+    for group in groups:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                summary = _untemplate(rule.get("annotations", {}).get("summary", ""))
+                out.append(
+                    (f"{rule['alert']}: {summary}", "ops", f"group: {group['name']}", str(path.relative_to(root)))
+                )
+    return out
+
+
+def netdata_alarms(root: Path, *, dev: bool) -> list[tuple[str, str, str, str]]:
+    """Netdata health alarms ("name: info"); ``dev`` picks the other half of the files."""
+    out = []
+    for path in sorted((root / "usr" / "lib" / "netdata" / "conf.d" / "health.d").glob("*.conf")):
+        if (hashlib.sha256(path.name.encode()).digest()[0] % 2 == 1) != dev:
+            continue
+        name = None
+        text = re.sub(r"\\\n\s*", " ", path.read_text(encoding="utf-8"))  # join continued lines
+        for line in text.splitlines():
+            m = re.match(r"\s*(alarm|template):\s*(\S+)", line)
+            if m:
+                name = m.group(2)
+            m = re.match(r"\s*info:\s*(.+)", line)
+            if m and name:
+                out.append((f"{name}: {_untemplate(m.group(1))}", "ops", "health alarm", str(path.relative_to(root))))
+                name = None
+    return out
+
+
+def _source(name: str) -> str:
+    return f"pypi:{name}=={PYPI[name]}" if name in PYPI else f"debian:{name}={DEBIAN[name]}"
+
+
+def build(roots: dict[str, Path]) -> list[Row]:
+    """Label, deduplicate, balance and split the entries."""
+    held: list[tuple[str, list[tuple[str, str, str, str]]]] = [
+        (
+            name,
+            [
+                (t, lb, sec, CHANGELOGS[name])
+                for t, lb, sec in changelog_entries(roots[name] / CHANGELOGS[name], SECTIONS[name])
+            ],
+        )
+        for name in SECTIONS
+    ]
+    held += [
+        ("safety-db", advisories(roots["safety-db"])),
+        ("sqlalchemy", sqlalchemy_tagged(roots["sqlalchemy"], "tests", "test")),
+        ("sphinx", sphinx_testing(roots["sphinx"])),
+        ("ceph-prometheus-alerts", ceph_alerts(roots["ceph-prometheus-alerts"])),
+        ("netdata-core", netdata_alarms(roots["netdata-core"], dev=False)),
+    ]
+    dev = [
+        ("alembic", alembic_changes(roots["alembic"])),
+        ("kolla-ansible", reno_notes(roots["kolla-ansible"])),
+        ("sqlalchemy", sqlalchemy_tagged(roots["sqlalchemy"], "documentation", "docs")),
+        ("netdata-core", netdata_alarms(roots["netdata-core"], dev=True)),
+    ]
+    seen: set[str] = set()
+    rows: list[Row] = []
     rng = random.Random(0)
-    cap = min(PER_LABEL, *(len(items) for items in by_label.values()))
-    rows = []
-    for label in sorted(by_label):
-        items = by_label[label]
-        rng.shuffle(items)
-        for i, item in enumerate(items[:cap]):
-            rows.append({**item, "split": "dev" if i % 3 == 0 else "heldout"})
+    for split, sources, cap in (("heldout", held, PER_LABEL), ("dev", dev, DEV_PER_LABEL)):
+        by_label: dict[str, list[Row]] = defaultdict(list)
+        for name, entries in sources:
+            for text, label, section, file in entries:
+                key = re.sub(r"\W+", " ", text.lower()).strip()
+                if key not in seen:
+                    seen.add(key)
+                    by_label[label].append(
+                        {
+                            "text": text,
+                            "label": label,
+                            "split": split,
+                            "source": _source(name),
+                            "file": file,
+                            "section": section,
+                        }
+                    )
+        if split == "heldout":
+            cap = min(cap, *(len(by_label[label]) for label in LABELS))
+        for label in LABELS:
+            items = by_label[label]
+            rng.shuffle(items)
+            rows += items[:cap]
     return rows
 
 
@@ -169,10 +371,10 @@ def main() -> None:
         rows = build(download(Path(tmp)))
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    counts: dict[str, int] = defaultdict(int)
-    for row in rows:
-        counts[row["label"]] += 1
-    print(f"{len(rows)} items -> {OUT}: {dict(counts)}")
+    counts = Counter((row["split"], row["label"]) for row in rows)
+    print(f"{len(rows)} items -> {OUT}")
+    for split in ("heldout", "dev"):
+        print(f"  {split}: {dict(sorted((lb, n) for (s, lb), n in counts.items() if s == split))}")
 
 
 if __name__ == "__main__":
