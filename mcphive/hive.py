@@ -40,6 +40,7 @@ from mcphive.mcp_servers.state import StateStore, build_state_server
 from mcphive.mcp_servers.workspace import build_workspace_server
 from mcphive.memory import EpisodicMemory
 from mcphive.policy import PinStore
+from mcphive.redaction import install_log_redaction
 from mcphive.router.cascade import RoutingCascade
 from mcphive.router.corrections import CorrectionLog
 from mcphive.router.events import EventBus
@@ -134,6 +135,7 @@ class Hive:
         checkpointer: Any = None,
         on_approval: ApprovalCallback | None = None,
     ) -> None:
+        install_log_redaction()  # no credential reaches a log record of mcphive's loggers
         self.settings = settings
         self.specs: dict[str, AgentSpec] = specs_for(settings.agents, known_tools(), settings.mcp_servers)
         self._on_approval = on_approval

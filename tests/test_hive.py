@@ -31,7 +31,10 @@ async def test_a_routed_task_runs_the_survey_then_the_models_choice_and_is_recor
     survey = [("survey", [call.tool]) for call in load_specs()["security"].survey]
     assert kinds == [*survey, ("model", ["read_file"]), ("final", [])]
     assert [c.chosen_by for c in result.tool_calls] == ["survey"] * len(survey) + ["model"]
-    assert "AKIA" in result.tool_calls[-1].result  # the model's read went through MCP to the real file
+    # The model's read went through MCP to the real file; what outlives the run holds the key redacted.
+    assert "AWS_ACCESS_KEY = " in result.tool_calls[-1].result
+    assert "[REDACTED:AWS Access Key]" in result.tool_calls[-1].result
+    assert "AKIAEXAMPLEFAKEKEY00" not in result.model_dump_json()
     assert result.answer == "summary written by the scripted model"
     assert result.usage.model_calls == 2
     assert recorded is not None and recorded.model_dump(exclude={"timings"}) == result.model_dump(exclude={"timings"})

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from mcphive import __version__
 from mcphive.errors import MCPHiveError
+from mcphive.redaction import redact_value
 from mcphive.router.events import describe
 from mcphive.types import ApprovalRequest, TaskResult, TaskStatus
 
@@ -32,7 +33,8 @@ __all__ = ["build_gateway"]
 
 
 def _brief(result: TaskResult) -> dict[str, Any]:
-    data = result.model_dump(mode="json", exclude={"steps"})
+    """The result as a client sees it; credentials redacted (a stored result already is; this one may not be)."""
+    data: dict[str, Any] = redact_value(result.model_dump(mode="json", exclude={"steps"}))
     data["tool_calls"] = [
         {
             "tool": c.tool,
@@ -130,7 +132,7 @@ def build_gateway(hive: Hive) -> MCPServer:
             capabilities = ctx.client_capabilities
             if capabilities is None or capabilities.elicitation is None:
                 status = {"task_id": task_id, "status": TaskStatus.AWAITING_APPROVAL.value}
-                return status | {"pending_approval": request.model_dump(mode="json")}
+                return status | {"pending_approval": redact_value(request.model_dump(mode="json"))}
             if (ctx.protocol_version or "") >= _STATELESS_ERA:
                 return InputRequiredResult(input_requests={"approval": _ask_approval(request)}, request_state=task_id)
             elicited = await ctx.elicit(_approval_question(request), _ApprovalAnswer)
@@ -160,7 +162,7 @@ def build_gateway(hive: Hive) -> MCPServer:
         log = [line for event in hive.events_so_far(task_id) if (line := describe(event))]
         if status is TaskStatus.AWAITING_APPROVAL:
             pending = await guarded(hive.pending_approval(task_id))
-            shown = pending.model_dump(mode="json") if pending is not None else None
+            shown = redact_value(pending.model_dump(mode="json")) if pending is not None else None
             return {"task_id": task_id, "status": status.value, "log": log, "pending_approval": shown}
         if not status.terminal:
             return {"task_id": task_id, "status": status.value, "log": log}

@@ -1,6 +1,8 @@
 """Turning a TaskResult tree into table rows, and rows back into a TaskResult.
 
-Kept free of sessions and SQL so that both directions are cheap, pure and easy to test.
+Kept free of sessions and SQL so that both directions are cheap, pure and easy to test. Nothing
+reaches a row unredacted: :func:`redact_result` (run by the store before :func:`flatten`) replaces
+every credential in every string of the tree, one detect-secrets batch per tree.
 """
 
 from __future__ import annotations
@@ -13,11 +15,23 @@ from typing import Any
 
 from mcphive.errors import UsageError
 from mcphive.outcome import fill_outcome
-from mcphive.types import Candidate, Principal, Route, Step, TaskResult, TaskStatus, ToolCall, Usage
+from mcphive.redaction import redact_tree
+from mcphive.types import Candidate, Principal, Route, Step, Task, TaskResult, TaskStatus, ToolCall, Usage
 
 from ._tables import RouteDecisionRow, StepRow, TaskRow, ToolCallRow
 
-__all__ = ["RESULT_CAP", "FlatResult", "TreeRows", "build_result", "flatten", "route_row", "truncate"]
+__all__ = [
+    "RESULT_CAP",
+    "FlatResult",
+    "TreeRows",
+    "build_result",
+    "flatten",
+    "redact_result",
+    "redact_route",
+    "redact_task",
+    "route_row",
+    "truncate",
+]
 
 RESULT_CAP = 64 * 1024
 """Longest tool-call result text kept, in characters; longer results are cut and marked."""
@@ -30,6 +44,34 @@ def truncate(text: str, cap: int = RESULT_CAP) -> str:
     if len(text) <= cap:
         return text
     return text[:cap] + _MARK.format(dropped=len(text) - cap)
+
+
+def redact_result(result: TaskResult) -> list[str]:
+    """Replace every credential anywhere in ``result``'s tree, in place; returns the types found.
+
+    Every string counts: the task text, answer, error, route reason, step messages, tool-call
+    arguments, results and structured results, and the derived findings, changes and summary. A
+    credential found in one of them (a file the agent read) is replaced in all of them (the answer
+    that quotes it). In place, so the caller's result and the stored one are the same.
+    """
+    [clean], kinds = redact_tree([result.model_dump()])
+    if kinds:
+        redacted = TaskResult.model_validate(clean)
+        for name in TaskResult.model_fields:
+            setattr(result, name, getattr(redacted, name))
+    return kinds
+
+
+def redact_task(task: Task) -> Task:
+    """``task`` with credentials redacted from its text (a copy when there were any)."""
+    [text], kinds = redact_tree([task.text])
+    return task.model_copy(update={"text": text}) if kinds else task
+
+
+def redact_route(route: Route) -> Route:
+    """``route`` with credentials redacted from its reason and runners-up (a copy when there were any)."""
+    [clean], kinds = redact_tree([route.model_dump()])
+    return Route.model_validate(clean) if kinds else route
 
 
 @dataclass

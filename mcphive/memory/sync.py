@@ -33,9 +33,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from mcphive.errors import UsageError
+from mcphive.redaction import redact
 from mcphive.types import Principal, Route, Task, TaskResult, TaskStatus, utcnow
 
-from ._convert import FlatResult, TreeRows, build_result, flatten, route_row
+from ._convert import FlatResult, TreeRows, build_result, flatten, redact_result, redact_route, redact_task, route_row
 from ._engine import create_store_engine, migrate, transaction, writer
 from ._tables import RouteDecisionRow, StepRow, TaskRow, ToolCallRow
 
@@ -160,7 +161,8 @@ class SyncEpisodicMemory:
         return transaction(self._writer if write else self._engine, what)
 
     def record_task(self, task: Task, status: TaskStatus = TaskStatus.QUEUED) -> None:
-        """Insert ``task`` with ``status``; recording the same id again changes nothing."""
+        """Insert ``task`` (its credentials redacted) with ``status``; recording the same id again changes nothing."""
+        task = redact_task(task)
         with self._session(f"record task {task.id}", write=True) as session:
             if session.scalar(select(TaskRow.id).where(TaskRow.id == task.id)) is not None:
                 return
@@ -192,6 +194,7 @@ class SyncEpisodicMemory:
         Raises:
             UsageError: no task ``task_id`` was recorded.
         """
+        route = redact_route(route)
         with self._session(f"record the route of task {task_id}", write=True) as session:
             self._require(session, task_id)
             session.execute(insert(_ROUTES), [route_row(task_id, route, utcnow())])
@@ -205,7 +208,7 @@ class SyncEpisodicMemory:
         now = utcnow()
         values: dict[str, Any] = {"status": status.value}
         if error is not None:
-            values["error"] = error
+            values["error"] = redact(error)
         if status is TaskStatus.RUNNING:
             values["started_at"] = func.coalesce(TaskRow.started_at, now)
         if status.terminal:
@@ -224,10 +227,15 @@ class SyncEpisodicMemory:
         replaced, so recording the same result twice stores it once. Tool-call result text
         longer than :data:`~mcphive.memory.RESULT_CAP` characters is truncated and marked.
 
+        Credentials anywhere in the tree are redacted first, *in place* (see
+        :func:`~mcphive.memory._convert.redact_result`): what the caller holds afterwards is what
+        was stored, and nothing raw reaches a row.
+
         Raises:
             UsageError: two tasks of the tree share an id.
             StoreError: the database refused the write; nothing of ``result`` was stored.
         """
+        redact_result(result)
         flat = flatten(result)
         with self._session(f"record the result of task {result.task_id}", write=True) as session:
             _write_result(session.connection(), flat, result.task_id, utcnow())

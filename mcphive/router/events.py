@@ -1,4 +1,4 @@
-"""Per-task progress events: kept for late subscribers, streamed to live ones."""
+"""Per-task progress events: kept for late subscribers, streamed to live ones; credentials redacted on the way in."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
+from mcphive.redaction import redact_value
 from mcphive.types import Event
 
 __all__ = ["EventBus", "describe"]
@@ -24,8 +25,8 @@ class EventBus:
         self._subscribers: dict[str, list[MemoryObjectSendStream[Event]]] = {}
 
     def publish(self, task_id: str, kind: str, data: dict[str, Any] | None = None) -> Event:
-        """Record and fan out one event."""
-        event = Event(task_id=task_id, kind=kind, data=data or {})
+        """Record and fan out one event; credentials in its data (tool arguments, errors) are redacted first."""
+        event = Event(task_id=task_id, kind=kind, data=redact_value(data) if data else {})
         history = self._history.setdefault(task_id, [])
         if len(history) < _MAX_EVENTS_PER_TASK:
             history.append(event)

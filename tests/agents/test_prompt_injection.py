@@ -131,7 +131,10 @@ async def test_the_same_text_given_as_the_task_is_obeyed_so_the_check_above_can_
     assert model.obeyed > 0
     assert [c.tool for c in result.tool_calls] == ["ruff_check", "read_file", "write_file"]
     assert (sample_workspace / "pwned.txt").read_text() == "owned"
-    assert SECRETS[0] in result.answer  # a user may ask for a file's content; a workspace file may not
+    # A user may ask for a file's content; a workspace file may not. The model saw the key (the check
+    # above can fail); the answer that outlives the run holds it redacted, like everything stored.
+    assert SECRETS[0] in json.dumps([r.model_dump(mode="json") for r in model.requests])
+    assert SECRETS[0] not in result.answer and "[REDACTED:AWS Access Key]" in result.answer
 
 
 @pytest.mark.parametrize(
