@@ -25,6 +25,7 @@ from mcphive.agents.toolbox import ToolOutcome
 from mcphive.errors import StoreError
 from mcphive.memory._engine import transaction, writer
 from mcphive.memory._tables import LedgerRow
+from mcphive.redaction import redact_tree
 
 __all__ = ["ToolLedger"]
 
@@ -56,7 +57,11 @@ class ToolLedger:
     async def record(
         self, task_id: str, key: str, server: str, tool: str, arguments: dict[str, Any], outcome: ToolOutcome
     ) -> None:
-        """Record a completed call; a key recorded already (by an earlier run) keeps its first outcome."""
+        """Record a completed call; a key recorded already (by an earlier run) keeps its first outcome.
+
+        Arguments and outcome are stored with credentials redacted, like everything mcphive keeps; the
+        key was computed from the raw arguments, so a replay still finds the call.
+        """
         row = {
             "task_id": task_id,
             "call_key": key,
@@ -70,10 +75,16 @@ class ToolLedger:
         }
         await to_thread.run_sync(self._record, row)
 
+    @staticmethod
+    def _redacted(row: dict[str, Any]) -> dict[str, Any]:
+        fields = ("arguments", "result", "structured")
+        values, _ = redact_tree([row[name] for name in fields])
+        return row | dict(zip(fields, values, strict=True))
+
     def _record(self, row: dict[str, Any]) -> None:
         try:
             with transaction(self._writer, "record a tool call in the ledger") as session:
-                session.execute(insert(_LEDGER), [row])
+                session.execute(insert(_LEDGER), [self._redacted(row)])
         except StoreError as e:
             if not isinstance(e.__cause__, IntegrityError):
                 raise

@@ -78,3 +78,23 @@ async def test_read_only_calls_are_not_recorded(settings: Settings, sample_works
         recorded = ToolLedger(hive.memory.engine).calls(result.task_id)
     assert [c.tool for c in result.tool_calls] == ["ruff_check"]
     assert recorded == []
+
+
+@pytest.mark.anyio
+async def test_the_ledger_keeps_no_raw_credential_of_a_write(settings: Settings, sample_workspace: Path) -> None:
+    key = "AKIAIOSFODNN7EXAMPLE"  # AWS's documented example key id: detect-secrets flags its shape
+
+    def reply(request: ChatRequest) -> ChatResponse | str:
+        if request.tool_choice == "none":
+            return "done"
+        if "write_file" in (request.messages[-1].content or ""):
+            return tool_call("finish")
+        return tool_call("write_file", path="settings.env", content=f"aws_access_key_id = '{key}'\n")
+
+    async with Hive.open(settings, model=FunctionModel(reply)) as hive:
+        with anyio.fail_after(120):
+            result = await hive.run("store the deploy settings", workspace=sample_workspace, agent="code")
+        recorded = ToolLedger(hive.memory.engine).calls(result.task_id)
+    assert key in (sample_workspace / "settings.env").read_text()  # the write itself is what the model asked
+    assert [r["tool"] for r in recorded] == ["write_file"]
+    assert key not in str(recorded) and "[REDACTED:AWS Access Key]" in recorded[0]["arguments"]["content"]
