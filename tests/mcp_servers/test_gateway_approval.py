@@ -10,31 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _writers import NOTES, writer_model
 from mcp import Client
 from mcp.types import ElicitRequestParams, ElicitResult
 
 from mcphive import Hive, Settings
-from mcphive.inference.base import ChatRequest, ChatResponse
-from mcphive.inference.testing import FunctionModel, tool_call
 from mcphive.mcp_servers.gateway import build_gateway
 
 pytestmark = pytest.mark.anyio
-
-NOTES = "NOTES.md"
-
-
-def writer_model() -> FunctionModel:
-    """Writes NOTES.md once for a task about notes (unless the write's outcome is in view), then finishes."""
-
-    def reply(request: ChatRequest) -> ChatResponse | str:
-        if request.tool_choice == "none":
-            return "done"
-        seen = request.messages[-1].content or ""
-        if "notes" not in seen or NOTES in seen:
-            return tool_call("finish")
-        return tool_call("write_file", path=NOTES, content="hello\n")
-
-    return FunctionModel(reply)
 
 
 class Host:

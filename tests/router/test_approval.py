@@ -8,31 +8,15 @@ from pathlib import Path
 
 import anyio
 import pytest
+from _writers import NOTES, writer_model
 from mcp import Client
 
 from mcphive import Hive, Settings, TaskStatus, UsageError
 from mcphive.cli import main
-from mcphive.inference.base import ChatRequest, ChatResponse
 from mcphive.inference.testing import FunctionModel, tool_call
 from mcphive.mcp_servers.gateway import build_gateway
 from mcphive.router.queue_sql import DurableQueue
 from mcphive.types import ApprovalDecision, ApprovalRequest
-
-NOTES = "NOTES.md"
-
-
-def writer_model() -> FunctionModel:
-    """For a task about notes, writes NOTES.md once (unless its outcome is already in view); then finishes."""
-
-    def reply(request: ChatRequest) -> ChatResponse | str:
-        if request.tool_choice == "none":
-            return "done"
-        seen = request.messages[-1].content or ""
-        if "notes" not in seen or NOTES in seen:
-            return tool_call("finish")
-        return tool_call("write_file", path=NOTES, content="hello\n")
-
-    return FunctionModel(reply)
 
 
 def finisher_model() -> FunctionModel:
