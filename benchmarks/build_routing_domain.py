@@ -20,8 +20,11 @@ Held-out split (what ``routing_accuracy.py`` scores; nobody reads it while writi
 
 Dev split (for tuning; different packages, or for Netdata different files, from the held-out ones):
 
-* alembic changelog tags: ``tests`` -> test, ``documentation``/``docs`` -> docs, ``installation``
-  -> infra, other ``bug``/``feature``/``usecase`` entries -> code.
+* alembic, Mako and dogpile.cache changelog tags: ``tests`` -> test, ``documentation``/``docs``
+  -> docs, ``installation`` -> infra, other ``bug``/``feature``/``usecase`` entries -> code.
+* aiohttp's towncrier changelog: "Bug fixes"/"Features" -> code, "Improved documentation" -> docs,
+  "Packaging updates and notes for downstreams" -> infra, "Security bugfixes" -> security;
+  pluggy's "Bug Fixes"/"Features" -> code; towncrier's "Improved Documentation" -> docs.
 * SQLAlchemy changelog entries tagged ``documentation`` -> docs (the held-out docs come from
   other packages).
 * kolla-ansible release notes (reno): ``security`` -> security, ``fixes`` -> infra (a deployment
@@ -63,6 +66,11 @@ PYPI = {
     "sphinx": "9.0.4",
     "alembic": "1.20.1",
     "kolla-ansible": "22.2.0",
+    "aiohttp": "3.14.5",
+    "towncrier": "26.9.0",
+    "pluggy": "1.7.0",
+    "mako": "1.4.3",
+    "dogpile.cache": "1.5.0",
 }
 DEBIAN = {"ceph-prometheus-alerts": "16.2.15+ds-0+deb12u2", "netdata-core": "1.37.1-2"}
 SECTIONS = {
@@ -82,9 +90,30 @@ SECTIONS = {
     "pytest": {"Improved Documentation": "docs", "Improved documentation": "docs"},
 }
 CHANGELOGS = {"pip": "NEWS.rst", "setuptools": "NEWS.rst", "pytest": "doc/en/changelog.rst"}
+# Dev-split towncrier changelogs of other packages (towncrier's own fixes are about writing
+# changelogs, so like pytest's and Sphinx's they are left out; its documentation entries stay).
+DEV_SECTIONS = {
+    "aiohttp": {
+        "Bug fixes": "code",
+        "Bugfixes": "code",
+        "Features": "code",
+        "Improved Documentation": "docs",
+        "Improved documentation": "docs",
+        "Packaging updates and notes for downstreams": "infra",
+        "Security bugfixes": "security",
+    },
+    "towncrier": {"Improved Documentation": "docs"},
+    "pluggy": {"Bug Fixes": "code", "Features": "code"},
+}
+DEV_CHANGELOGS = {"aiohttp": "CHANGES.rst", "towncrier": "NEWS.rst", "pluggy": "CHANGELOG.rst"}
+TAGGED_CHANGELOGS = {
+    "alembic": "docs/build/changelog.rst",
+    "mako": "doc/build/changelog.rst",
+    "dogpile.cache": "docs/build/changelog.rst",
+}
 LABELS = ("code", "docs", "infra", "ops", "security", "test")
 PER_LABEL = 60
-DEV_PER_LABEL = 40
+DEV_PER_LABEL = 80
 SECURITY_ID = re.compile(r"\bCVE-\d{4}-\d+|\bGHSA-", re.I)
 Row = dict[str, str]
 
@@ -134,6 +163,7 @@ def download(workdir: Path) -> dict[str, Path]:
 
 def clean(text: str) -> str:
     """Strip reStructuredText markup, issue links and credits; keep the first sentence."""
+    text = re.sub(r"\*Related issues and pull requests on GitHub:\*.*$", "", text)  # aiohttp's links
     text = re.sub(r"^`#\d+ <[^>]*>`_+:\s*", "", text)
     text = re.sub(r"\(`#\d+ <[^>]*>`_+\)", "", text)
     text = re.sub(r"#\d+:\s*", "", text)
@@ -216,9 +246,10 @@ def sqlalchemy_tagged(root: Path, tag: str, label: str) -> list[tuple[str, str, 
     ]
 
 
-def alembic_changes(root: Path) -> list[tuple[str, str, str, str]]:
-    """alembic's changelog (dev split): tests, docs and installation tags, and plain bug/feature entries."""
-    path = root / "docs" / "build" / "changelog.rst"
+def tagged_dev_changes(root: Path, changelog: str) -> list[tuple[str, str, str, str]]:
+    """A changelog_ extension file (dev split: alembic, Mako, dogpile.cache): tests, docs and
+    installation tags, and plain bug/feature entries."""
+    path = root / changelog
     out = []
     for tags, text in tagged_changes(path):
         if "tests" in tags:
@@ -331,8 +362,18 @@ def build(roots: dict[str, Path]) -> list[Row]:
         ("ceph-prometheus-alerts", ceph_alerts(roots["ceph-prometheus-alerts"])),
         ("netdata-core", netdata_alarms(roots["netdata-core"], dev=False)),
     ]
-    dev = [
-        ("alembic", alembic_changes(roots["alembic"])),
+    dev = [(name, tagged_dev_changes(roots[name], path)) for name, path in TAGGED_CHANGELOGS.items()]
+    dev += [
+        (
+            name,
+            [
+                (t, lb, sec, DEV_CHANGELOGS[name])
+                for t, lb, sec in changelog_entries(roots[name] / DEV_CHANGELOGS[name], DEV_SECTIONS[name])
+            ],
+        )
+        for name in DEV_SECTIONS
+    ]
+    dev += [
         ("kolla-ansible", reno_notes(roots["kolla-ansible"])),
         ("sqlalchemy", sqlalchemy_tagged(roots["sqlalchemy"], "documentation", "docs")),
         ("netdata-core", netdata_alarms(roots["netdata-core"], dev=True)),
