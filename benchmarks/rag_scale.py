@@ -8,9 +8,17 @@ sample vector plus Gaussian noise, re-normalised, so the vector space has the cl
 real embeddings. Query embeddings are always real (MiniLM on the query text, included in latency).
 
 Measured: index-only ingest rate (vectors ready, as when re-indexing from cache), embed+index rate,
-first-query BM25 build time, hybrid query p50/p99 (query embedding + chroma HNSW + BM25 + RRF),
-metadata-filtered vector query p99 (``where={"source": ...}``), recall@10 of chroma's HNSW search
-against exact numpy search, disk size and peak RSS.
+first-query BM25 build time, hybrid query p50/p99 through ``DocumentStore.search`` (query embedding,
+chroma HNSW, BM25 and RRF), each part alone, metadata-filtered search p99
+(``where={"source": ...}``), disk size and peak RSS, and two recalls:
+
+- ``recall_at_10``: the dense component alone. The store's HNSW top 10 (its configured
+  ``ef_search``) against the exact top 10 by brute-force cosine over the very vectors stored,
+  for the same query vector. A returned chunk counts when its exact similarity reaches the exact
+  10th best (so exact ties, such as duplicate texts, are not misses).
+- ``hybrid_agreement_at_10``: the whole hybrid result. ``search()``'s top 10 against the same
+  fusion computed with the exact dense ranking (same BM25 ranking, same RRF): how much the
+  approximate index changes what a user gets.
 
 Run: ``OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/rag_scale.py [--chunks N]``
 """
@@ -37,8 +45,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import percentile, write
 
 from mcphive.embeddings import Embedder, get_embedder
+from mcphive.lexical import RRF_K, reciprocal_rank_fusion
 from mcphive.rag.chunking import Chunk, chunk_document
-from mcphive.rag.store import DocumentStore
+from mcphive.rag.store import DocumentStore, HnswConfig
 
 _SAMPLE = 2000
 _QUERIES = 200
@@ -128,37 +137,87 @@ def query_parts(
     real: Embedder,
     queries: list[str],
     sources: list[str],
-    exact: tuple[npt.NDArray[np.float32], dict[str, int]],
+    exact: tuple[npt.NDArray[np.float32], dict[str, int], list[str]],
 ) -> dict[str, Any]:
-    """Each part of a query timed alone, the source-filtered query, and recall@10 of HNSW against exact search.
+    """Each part of a query timed alone, the source-filtered search, and both recalls (see the module doc).
 
-    ``exact`` is every stored vector, one row per chunk, and the row of each chunk id.
+    ``exact`` is every stored vector (one row per chunk), the row of each chunk id, and the id of each row.
     """
-    matrix, position = exact
+    matrix, position, row_ids = exact
     snapshot = store._current()
     collection = store._collection
+    candidates = 40  # what search(k=10) asks each ranking for
     parts: dict[str, list[float]] = {"embed": [], "chroma_hnsw": [], "bm25": [], "filtered": []}
-    recalls = []
+    recalls, agreements, vectors = [], [], []
     for query, source in zip(queries, sources, strict=True):
-        ms, vector = _timed(real.embed, [query + " ?"])  # a fresh text: not an embedder cache hit
+        fresh = query + " ?"  # a text not seen before: no embedder cache hit
+        ms, vector = _timed(real.embed, [fresh])
         parts["embed"].append(ms)
-        ms, found = _timed(collection.query, query_embeddings=vector, n_results=10, include=[])
+        vectors.append(vector)
+        ms, found = _timed(collection.query, query_embeddings=vector, n_results=candidates, include=[])
         parts["chroma_hnsw"].append(ms)
-        parts["bm25"].append(_timed(snapshot.lexical.rank, query, 40)[0])
-        best = {int(i) for i in np.argsort(-(matrix @ vector[0]))[:10]}
-        recalls.append(len({position[i] for i in found["ids"][0]} & best) / 10)
-        t0 = time.perf_counter()
-        filtered = real.embed([query + " !"])
-        collection.query(query_embeddings=filtered, n_results=10, include=[], where={"source": source})
-        parts["filtered"].append((time.perf_counter() - t0) * 1000)
-    return {"parts": parts, "recall": statistics.fmean(recalls)}
+        ms, bm25_rows = _timed(snapshot.lexical.rank, fresh, candidates)
+        parts["bm25"].append(ms)
+
+        similarity = matrix @ vector[0]
+        exact_rows = np.argsort(-similarity)[:candidates]
+        tenth = similarity[exact_rows[9]] - 1e-6
+        recalls.append(sum(similarity[position[i]] >= tenth for i in found["ids"][0][:10]) / 10)
+
+        bm25_ids = [snapshot.ids[i] for i in bm25_rows]
+        exact_fused = reciprocal_rank_fusion([[row_ids[i] for i in exact_rows], bm25_ids], k=RRF_K)
+        best = set(sorted(exact_fused, key=lambda chunk_id: -exact_fused[chunk_id])[:10])
+        hybrid = store.search(fresh, k=10)
+        got = {Chunk(text=h.text, source=h.source, start_line=h.start_line, end_line=h.end_line, kind="text").id
+               for h in hybrid}  # fmt: skip
+        agreements.append(len(got & best) / max(1, min(10, len(best))))
+
+        parts["filtered"].append(_timed(store.search, query + " !", k=10, where={"source": source})[0])
+    return {
+        "parts": parts,
+        "recall": statistics.fmean(recalls),
+        "agreement": statistics.fmean(agreements),
+        "vectors": vectors,
+    }
+
+
+def dense_recall(
+    collection: Any, vectors: list[Any], matrix: npt.NDArray[np.float32], position: dict[str, int]
+) -> float:
+    """Mean tie-aware recall@10 of the collection's HNSW search against exact search, over query ``vectors``."""
+    recalls = []
+    for vector in vectors:
+        similarity = matrix @ vector[0]
+        tenth = np.partition(-similarity, 9)[9] * -1 - 1e-6
+        found = collection.query(query_embeddings=vector, n_results=10, include=[])["ids"][0]
+        recalls.append(sum(similarity[position[i]] >= tenth for i in found) / 10)
+    return statistics.fmean(recalls)
+
+
+def ef_sweep(
+    path: Path, embedder: Embedder, hnsw: HnswConfig, vectors: list[Any], exact: tuple[Any, dict[str, int], list[str]]
+) -> list[dict[str, float]]:
+    """Dense recall@10 and HNSW latency at several ``ef_search`` values, reopening the store for each.
+
+    chroma applies a changed ``ef_search`` when the index loads, so each value gets a freshly opened store.
+    """
+    rows = []
+    for ef in sorted({128, 256, 400, 512, 800, hnsw.ef_search}):
+        with DocumentStore(path, embedder, hnsw=hnsw.model_copy(update={"ef_search": ef})) as store:
+            collection = store._collection
+            collection.query(query_embeddings=vectors[0], n_results=10, include=[])  # load the index
+            latencies = [_timed(collection.query, query_embeddings=v, n_results=40, include=[])[0] for v in vectors]
+            recall = dense_recall(collection, vectors, exact[0], exact[1])
+        rows.append({"ef_search": ef, "recall_at_10": round(recall, 4), **_row("chroma_hnsw", latencies)})
+        print(f"ef_search {ef}: recall@10 {recall:.4f}, HNSW p50 {percentile(latencies, 50):.2f} ms", flush=True)
+    return rows
 
 
 def _row(name: str, values: list[float]) -> dict[str, float]:
     return {f"{name}_p50_ms": round(percentile(values, 50), 2), f"{name}_p99_ms": round(percentile(values, 99), 2)}
 
 
-def measure(work: Path, chunks: list[Chunk], sample_size: int) -> dict[str, Any]:
+def measure(work: Path, chunks: list[Chunk], sample_size: int, hnsw: HnswConfig) -> dict[str, Any]:
     """Every measurement of the benchmark on ``chunks``, with stores under ``work``."""
     rng, prng = np.random.default_rng(7), random.Random(7)
     real = get_embedder()
@@ -176,7 +235,8 @@ def measure(work: Path, chunks: list[Chunk], sample_size: int) -> dict[str, Any]
     table = {c.text: vectors[i] for i, c in enumerate(ordered)}
     # Duplicate texts (same text in two files) share one vector: keep the exact search consistent.
     vectors = np.stack([table[c.text] for c in ordered])
-    store = DocumentStore(work / "big", embedder=TableEmbedder(table, real))
+    table_embedder = TableEmbedder(table, real)
+    store = DocumentStore(work / "big", embedder=table_embedder, hnsw=hnsw)
     index_only_per_s, steps = ingest(store, prng.sample(ordered, len(ordered)))
     print(f"index-only {index_only_per_s:.0f} chunks/s (per 10k step: {steps})", flush=True)
 
@@ -184,8 +244,11 @@ def measure(work: Path, chunks: list[Chunk], sample_size: int) -> dict[str, Any]
     bm25_build_ms, _ = _timed(store.search, "warm up the BM25 snapshot", k=10)
     latencies = [_timed(store.search, q, k=10)[0] for q in queries]
     sources = [c.source for c in prng.sample(ordered, _QUERIES)]
-    detail = query_parts(store, real, queries, sources, (vectors, {c.id: i for i, c in enumerate(ordered)}))
+    exact = (vectors, {c.id: i for i, c in enumerate(ordered)}, [c.id for c in ordered])
+    detail = query_parts(store, real, queries, sources, exact)
     parts = detail["parts"]
+    store.close()
+    sweep = ef_sweep(work / "big", table_embedder, hnsw, detail["vectors"], exact)
     return {
         "chunks": len(ordered),
         "index_only_per_s": round(index_only_per_s, 1),
@@ -193,11 +256,19 @@ def measure(work: Path, chunks: list[Chunk], sample_size: int) -> dict[str, Any]
         **_row("query", latencies),
         "filtered_p99_ms": round(percentile(parts["filtered"], 99), 2),
         "recall_at_10": round(detail["recall"], 4),
+        "hybrid_agreement_at_10": round(detail["agreement"], 4),
+        "recall_definition": "recall_at_10: dense HNSW top 10 vs exact brute-force cosine top 10 over the same stored "
+        "vectors and query vector (ties at the 10th count); hybrid_agreement_at_10: search() top 10 vs the same BM25 "
+        "+ RRF fusion over the exact dense ranking",
+        "hnsw": hnsw.model_dump(),
+        "ef_search_sweep": sweep,
         "filtered_p50_ms": round(percentile(parts["filtered"], 50), 2),
         "index_only_per_10k_step": steps,
         "bm25_snapshot_build_s": round(bm25_build_ms / 1000, 2),
         "query_parts": {**_row("embed", parts["embed"]), **_row("chroma_hnsw", parts["chroma_hnsw"])}
         | _row("bm25", parts["bm25"]),
+        "query_parts_note": "search() runs BM25 on a helper thread while the query is embedded, so the parts "
+        "overlap; chroma_hnsw asks for 40 candidates as search(k=10) does",
         "disk_mb": round(_disk(work / "big") / 2**20, 1),
         "vectors": f"{len(sample)} real MiniLM (sample), the rest synthetic: real sample vector + N(0,{_NOISE})",
         "queries": _QUERIES,
@@ -208,13 +279,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--sample", type=int, default=_SAMPLE, help="chunks embedded for real")
+    defaults = HnswConfig()
+    parser.add_argument("--max-neighbors", type=int, default=defaults.max_neighbors)
+    parser.add_argument("--ef-construction", type=int, default=defaults.ef_construction)
+    parser.add_argument("--ef-search", type=int, default=defaults.ef_search)
+    parser.add_argument("--no-write", action="store_true", help="print the results only (for parameter sweeps)")
     args = parser.parse_args()
+    hnsw = HnswConfig(max_neighbors=args.max_neighbors, ef_construction=args.ef_construction, ef_search=args.ef_search)
     started = time.perf_counter()
     chunks = real_chunks(args.chunks)
     print(f"{len(chunks)} real chunks collected in {time.perf_counter() - started:.1f} s", flush=True)
     work = Path(tempfile.mkdtemp(prefix="rag-scale-"))
     try:
-        results = measure(work, chunks, args.sample)
+        results = measure(work, chunks, args.sample, hnsw)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -227,7 +304,8 @@ def main() -> None:
     }
     for key, value in results.items():
         print(f"{key:>24}: {value}")
-    print(f"wrote {write('rag_scale', results)}")
+    if not args.no_write:
+        print(f"wrote {write('rag_scale', results)}")
 
 
 if __name__ == "__main__":

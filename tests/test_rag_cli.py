@@ -57,3 +57,18 @@ async def test_agents_search_ingested_docs_through_the_rag_server(tmp_path: Path
     assert len(searched) == 1 and searched[0].server == "rag" and searched[0].chosen_by == "model"
     assert searched[0].structured is not None
     assert "secondary region" in searched[0].structured["hits"][0]["text"]
+
+
+def test_ingest_draws_its_progress_bar_on_stderr_and_reports_unchanged_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich draws as on a terminal
+    settings = Settings(data_dir=tmp_path / "data")
+    docs = docs_folder(tmp_path / "docs")
+    first = ingest_path(settings, docs, show_progress=True)
+    drawn = capsys.readouterr()
+    assert drawn.out == "" and "ingesting" in drawn.err
+    assert (first.files, first.unchanged) == (1, 0)
+    again = ingest_path(settings, docs, show_progress=False)
+    assert (again.files, again.unchanged, again.added) == (1, 1, 0)
+    assert capsys.readouterr().err == ""

@@ -8,6 +8,21 @@ from __future__ import annotations
 
 from mcphive.rag.chunking import Chunk, chunk_document
 from mcphive.rag.ingest import IngestReport, SkippedFile, ingest
-from mcphive.rag.store import DocumentStore, Hit
+from mcphive.rag.rerank import CrossEncoderReranker, LexicalOverlapReranker, Reranker, make_reranker
+from mcphive.rag.store import DocumentStore, FileRecord, Hit, HnswConfig
 
-__all__ = ["Chunk", "DocumentStore", "Hit", "IngestReport", "SkippedFile", "chunk_document", "ingest"]
+__all__ = [
+    "Chunk",
+    "CrossEncoderReranker",
+    "DocumentStore",
+    "FileRecord",
+    "Hit",
+    "HnswConfig",
+    "IngestReport",
+    "LexicalOverlapReranker",
+    "Reranker",
+    "SkippedFile",
+    "chunk_document",
+    "ingest",
+    "make_reranker",
+]

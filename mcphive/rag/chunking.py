@@ -12,7 +12,7 @@ import ast
 import hashlib
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -37,6 +37,8 @@ class Chunk(BaseModel):
         start_line: first line, 1-based.
         end_line: last line, inclusive.
         kind: how the chunk was cut (markdown, python, code or text).
+        heading: where the chunk sits: its Markdown section (``Guide > Install``) or Python
+            definition (``def render``, ``class Widget``); ``None`` elsewhere. Not part of the id.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -46,6 +48,7 @@ class Chunk(BaseModel):
     start_line: int
     end_line: int
     kind: ChunkKind
+    heading: str | None = None
 
     @property
     def id(self) -> str:
@@ -55,6 +58,7 @@ class Chunk(BaseModel):
 
 
 _Block = tuple[int, int]  # 0-based [start, end) line indexes
+_Headings = Callable[[int, int], str | None]  # (first, end) line indexes of a chunk -> its heading
 
 
 def _windows(lines: list[str], start: int, end: int, max_chars: int) -> Iterator[_Block]:
@@ -72,7 +76,14 @@ def _windows(lines: list[str], start: int, end: int, max_chars: int) -> Iterator
         i = max(j - OVERLAP_LINES, i + 1)
 
 
-def _emit(lines: list[str], blocks: list[_Block], source: str, kind: ChunkKind, max_chars: int) -> list[Chunk]:
+def _emit(
+    lines: list[str],
+    blocks: list[_Block],
+    source: str,
+    kind: ChunkKind,
+    max_chars: int,
+    heading_of: _Headings | None = None,
+) -> list[Chunk]:
     """Turn line blocks into chunks, windowing oversized blocks and dropping blank ones."""
     chunks: list[Chunk] = []
     for start, end in blocks:
@@ -84,7 +95,8 @@ def _emit(lines: list[str], blocks: list[_Block], source: str, kind: ChunkKind, 
                 b -= 1
             if a < b:
                 text = "".join(lines[a:b]).rstrip("\n")
-                chunks.append(Chunk(text=text, source=source, start_line=a + 1, end_line=b, kind=kind))
+                heading = heading_of(a, b) if heading_of is not None else None
+                chunks.append(Chunk(text=text, source=source, start_line=a + 1, end_line=b, kind=kind, heading=heading))
     return chunks
 
 
@@ -128,15 +140,27 @@ def chunk_markdown(text: str, source: str, *, max_chars: int = MAX_CHARS) -> lis
     """Chunk Markdown: one section per heading (headings inside code fences do not count), then by size."""
     lines = text.splitlines(keepends=True)
     starts: list[int] = []
+    trails: list[str | None] = []  # per line: the heading trail in force there
+    trail: list[tuple[int, str]] = []  # (level, title) of the open headings
     in_fence = False
     for i, line in enumerate(lines):
         if _FENCE.match(line):
             in_fence = not in_fence
         elif not in_fence and _HEADING.match(line):
             starts.append(i)
+            level = len(line) - len(line.lstrip("#"))
+            trail = [*(open_ for open_ in trail if open_[0] < level), (level, line.lstrip("#").strip())]
+        trails.append(" > ".join(title for _, title in trail) or None)
+
+    def heading_of(first: int, end: int) -> str | None:
+        # A chunk that opens with headings is about the last of them: skip to its first body line.
+        while first < end - 1 and (not lines[first].strip() or _HEADING.match(lines[first])):
+            first += 1
+        return trails[first]
+
     sections = _join_bare_headings(lines, _split_at(starts, len(lines)))
     # Sections stay separate (a heading is a topic boundary); only oversized ones are windowed.
-    return _emit(lines, sections, source, "markdown", max_chars)
+    return _emit(lines, sections, source, "markdown", max_chars, heading_of)
 
 
 def _join_bare_headings(lines: list[str], sections: list[_Block]) -> list[_Block]:
@@ -165,14 +189,21 @@ def chunk_python(text: str, source: str, *, max_chars: int = MAX_CHARS) -> list[
         return chunk_code(text, source, max_chars=max_chars)
     lines = text.splitlines(keepends=True)
     starts: list[int] = []
+    definitions: list[tuple[int, int, str]] = []  # 0-based [first, end) lines and "def name" / "class Name"
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
             starts.append(first - 1)
-            if node.end_lineno is not None:
-                starts.append(node.end_lineno)  # whatever follows a definition begins a new block
+            end = node.end_lineno or node.lineno
+            starts.append(end)  # whatever follows a definition begins a new block
+            keyword = "class" if isinstance(node, ast.ClassDef) else "def"
+            definitions.append((first - 1, end, f"{keyword} {node.name}"))
+
+    def heading_of(first: int, end: int) -> str | None:
+        return next((name for a, b, name in definitions if a <= first < b), None)
+
     blocks = [(a, b) for a, b in _split_at(starts, len(lines)) if "".join(lines[a:b]).strip()]
-    return _emit(lines, blocks, source, "python", max_chars)
+    return _emit(lines, blocks, source, "python", max_chars, heading_of)
 
 
 def chunk_document(text: str, source: str, *, max_chars: int = MAX_CHARS) -> list[Chunk]:

@@ -126,3 +126,22 @@ def test_chunk_ids_are_content_hashes() -> None:
 def test_blank_documents_give_no_chunks() -> None:
     assert chunk_document("\n\n   \n", "empty.md") == []
     assert chunk_document("", "empty.py") == []
+
+
+def test_markdown_chunks_name_their_heading_trail() -> None:
+    text = "# Guide\n\n## Install\n\nRun pip.\n\n### On Windows\n\nUse py.\n\n## C#\n\nSharp.\n"
+    chunks = chunk_markdown(text, "guide.md")
+    assert [(c.text.splitlines()[0], c.heading) for c in chunks] == [
+        ("# Guide", "Guide > Install"),  # a bare heading joins the section after it
+        ("### On Windows", "Guide > Install > On Windows"),
+        ("## C#", "Guide > C#"),
+    ]
+    long = "## Long\n\n" + "".join(f"line {i} of the section\n" for i in range(60))
+    windows = chunk_markdown(long, "long.md", max_chars=200)
+    assert len(windows) > 3 and {c.heading for c in windows} == {"Long"}  # every window knows its section
+
+
+def test_python_chunks_name_their_definition_and_module_code_has_none() -> None:
+    chunks = chunk_python(PYTHON, "mod.py")
+    assert [c.heading for c in chunks] == [None, "def first", "class Second", "def third"]
+    assert all(c.heading is None for c in chunk_text("Just words.\n", "notes.txt"))

@@ -99,7 +99,8 @@ def test_the_store_is_on_disk_for_another_process(tmp_path: Path, store: Documen
 def test_bm25_sees_chunks_written_by_another_store_instance(
     tmp_path: Path, store: DocumentStore, embedder: Embedder
 ) -> None:
-    store.search("warm the bm25 index", k=1)
+    reader = DocumentStore(tmp_path / "db", embedder, refresh_s=0)  # checks for other writers on every search
+    reader.search("warm the bm25 index", k=1)
     writer = DocumentStore(tmp_path / "db", embedder)
     writer.add(
         [
@@ -108,7 +109,7 @@ def test_bm25_sees_chunks_written_by_another_store_instance(
             )
         ]
     )
-    hit = store.search("QX_NEW_TOGGLE", k=1)[0]
+    hit = reader.search("QX_NEW_TOGGLE", k=1)[0]
     assert (hit.source, hit.bm25_rank) == ("new.md", 1)
 
 
@@ -158,3 +159,43 @@ def test_a_store_larger_than_one_read_page_still_indexes_every_chunk(
     assert store.count() > 2
     hits = store.search("check_usage account", k=3)
     assert hits and hits[0].source == "usage.py"
+
+
+def test_metadata_filters_restrict_both_rankings(store: DocumentStore) -> None:
+    hits = store.search("workspace storage errors", k=5, where={"source": "deletion.md"})
+    assert [hit.source for hit in hits] == ["deletion.md"]
+    assert hits[0].vector_rank == 1 and hits[0].bm25_rank == 1
+    assert store.search("workspace", k=5, where={"source": "nowhere.md"}) == []
+
+
+def test_new_collections_get_the_configured_hnsw_index(tmp_path: Path, embedder: Embedder) -> None:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    from mcphive.rag import HnswConfig
+
+    with DocumentStore(tmp_path / "db", embedder, hnsw=HnswConfig(max_neighbors=24, ef_construction=64)):
+        pass
+    with DocumentStore(tmp_path / "db", embedder, hnsw=HnswConfig(ef_search=77)):
+        pass  # a later store changes the search list; the build parameters stay
+    client = chromadb.PersistentClient(path=str(tmp_path / "db"), settings=ChromaSettings(anonymized_telemetry=False))
+    hnsw = client.get_collection("docs").configuration_json["hnsw"]
+    assert (hnsw["max_neighbors"], hnsw["ef_construction"], hnsw["ef_search"]) == (24, 64, 77)
+    client.close()
+
+
+def test_the_store_is_built_from_settings(tmp_path: Path, embedder: Embedder) -> None:
+    from mcphive.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, rag_hnsw_ef_search=99)
+    with DocumentStore.from_settings(settings, embedder) as store:
+        assert store.path == tmp_path / "rag" and store.url is None and store.hnsw.ef_search == 99
+
+
+def test_a_malformed_chroma_url_is_a_config_error(embedder: Embedder) -> None:
+    from mcphive.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not an http"):
+        DocumentStore(url="localhost:8000", embedder=embedder)
+    with pytest.raises(UsageError, match=r"exactly one of path= .* or url="):
+        DocumentStore(embedder=embedder)
