@@ -47,7 +47,7 @@ async def serve_stdio(settings: Settings, server: str, root: str | None) -> None
         from mcphive.mcp_servers.rag import build_rag_server
         from mcphive.rag import DocumentStore
 
-        await build_rag_server(DocumentStore(settings.rag_dir)).run_stdio_async()
+        await build_rag_server(DocumentStore.from_settings(settings)).run_stdio_async()
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -75,7 +75,7 @@ async def serve_http_servers(settings: Settings, where: str, root: str | None, s
             "state": build_state_server(hive.state_store),
             "memory": build_memory_server(hive.memory, hive.principal),
         }
-        if settings.rag_dir.exists():
+        if settings.rag_chroma_url or settings.rag_dir.exists():
             servers["rag"] = hive.rag_server()
         if root is not None:
             from mcphive.mcp_servers.workspace import build_workspace_server

@@ -284,18 +284,21 @@ class Hive:
             await self._broker.connect("memory", "memory", lambda: build_memory_server(self.memory, self.principal)),
         ]
         # search_docs exists once something was ingested; opening chromadb before that is wasted start-up.
-        if self.settings.rag_dir.exists():
+        if self.settings.rag_chroma_url or self.settings.rag_dir.exists():
             connections.append(await self._broker.connect("rag", "rag", self.rag_server))
         connections += await self._external.connections()  # settings' [[mcp_servers]], as <server>.<tool>
         return connections
 
     def rag_server(self) -> Any:
-        """A RAG MCP server over the store in ``data_dir/rag`` (built per call; the broker keeps one)."""
+        """A RAG MCP server over the configured store (``data_dir/rag``, or the chroma server at ``rag_chroma_url``).
+
+        Built per call; the broker keeps one.
+        """
         from mcphive.embeddings import get_embedder
         from mcphive.mcp_servers.rag import build_rag_server
         from mcphive.rag import DocumentStore
 
-        return build_rag_server(DocumentStore(self.settings.rag_dir, get_embedder()))
+        return build_rag_server(DocumentStore.from_settings(self.settings, get_embedder()))
 
     def _validate(self, text: str, agent: str | None) -> str:
         if "\0" in text:

@@ -35,11 +35,19 @@ class DocHit(BaseModel):
     start_line: int = Field(description="first line of the chunk in the source, 1-based")
     end_line: int = Field(description="last line of the chunk, inclusive")
     score: float = Field(description="fused relevance score; higher is better")
+    heading: str | None = Field(None, description="the section (Markdown 'A > B') or definition the chunk is in")
 
     @classmethod
     def from_hit(cls, hit: Hit) -> DocHit:
         """Project a store hit onto the tool's output shape."""
-        return cls(text=hit.text, source=hit.source, start_line=hit.start_line, end_line=hit.end_line, score=hit.score)
+        return cls(
+            text=hit.text,
+            source=hit.source,
+            start_line=hit.start_line,
+            end_line=hit.end_line,
+            score=hit.score,
+            heading=hit.heading,
+        )
 
 
 class SearchResults(BaseModel):

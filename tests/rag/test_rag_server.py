@@ -35,6 +35,7 @@ async def test_search_docs_returns_structured_hits_with_source_and_lines(store: 
     assert hits[0]["source"] == "pkg/widgets.py"
     assert (hits[0]["start_line"], hits[0]["end_line"]) == (9, 11)
     assert hits[0]["text"].startswith("def zqx_frobnicate_v7(")
+    assert "zqx_frobnicate_v7" in (hits[0]["heading"] or "")  # the citation names the definition
     assert hits[0]["score"] >= hits[1]["score"]
 
 
