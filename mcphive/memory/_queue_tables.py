@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Float, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, Float, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ._tables import Base
@@ -33,6 +33,8 @@ class QueueRow(Base):
     payload: Mapped[dict[str, Any]]
     rank: Mapped[int] = mapped_column(Integer)
     tenant: Mapped[str] = mapped_column(String(128))
+    turn: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """The task's round in its tenant's line of its class: fair share alternates tenants by it."""
     agent: Mapped[str | None] = mapped_column(String(64))
     enqueued_at: Mapped[float] = mapped_column(Float)
     deadline: Mapped[float | None] = mapped_column(Float)
@@ -47,9 +49,10 @@ class QueueRow(Base):
     """``{"pending": ApprovalRequest | None, "decisions": {call_key: ApprovalDecision}}`` once a task asked."""
 
     __table_args__ = (
-        # The claim reads the oldest queued rows of each class and the queued rows with a deadline;
-        # the reclaim finds claimed rows whose lease ran out; agent limits count claimed rows per agent.
-        Index(None, "state", "rank", "enqueued_at", "seq"),
+        # The claim reads the oldest queued rows of each (class, tenant) and the queued rows with a
+        # deadline; a put reads the newest live row of its (class, tenant); the reclaim finds claimed
+        # rows whose lease ran out; agent limits count claimed rows per agent.
+        Index(None, "state", "rank", "tenant", "enqueued_at", "seq"),
         # Only rows with a deadline: the claim reads every queued one of them (on SQLite, finished
         # ones too until purge() drops them).
         Index(None, "deadline", sqlite_where=_HAS_DEADLINE, postgresql_where=_QUEUED_WITH_DEADLINE),

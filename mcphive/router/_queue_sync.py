@@ -6,7 +6,8 @@ SQLite by default (one host, many processes), PostgreSQL to scale out (many ``mc
 processes on many hosts). A claim hands a task out under a *lease*: the worker heartbeats to
 keep it, and completes or fails it; only the lease's owner may. A task whose worker died is
 claimable again once its lease expires, until it has been handed out ``max_attempts`` times.
-The claim order (class rank with aging, deadline, FIFO) is in :mod:`._queue_statements`.
+The claim order (class rank with aging, deadline, fair share between tenants, FIFO) is in
+:mod:`._queue_statements`.
 
 :class:`SyncDurableQueue` is the blocking implementation; :class:`DurableQueue` runs each of
 its methods in a worker thread (``.sync`` reaches the blocking one). Times are UNIX seconds on
@@ -15,7 +16,9 @@ the queue's clock; pass ``clock`` to test aging and expiry without waiting.
 
 from __future__ import annotations
 
+import heapq
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +32,14 @@ from mcphive.errors import InvalidTask, QueueFull, UsageError
 from mcphive.memory._engine import create_store_engine, migrate, transaction, writer
 from mcphive.types import Task
 
-from ._queue_statements import QUEUE, claim_statement, reclaim_statement, shortlist_statement
+from ._queue_statements import (
+    QUEUE,
+    claim_statement,
+    pairs_statement,
+    reclaim_statement,
+    shortlist_statement,
+    turn_basis_statement,
+)
 from .prioritizer import QueueStats
 
 __all__ = ["Lease", "QueueEntry", "SyncDurableQueue"]
@@ -80,6 +90,8 @@ class SyncDurableQueue:
         lease_s: default lease length of :meth:`claim` and :meth:`heartbeat`.
         max_attempts: hand-outs after which an expired lease fails the task instead of re-queueing it.
         agent_limits: most tasks claimed at once per agent name (others unlimited).
+        fair_share: tenants take turns among tasks of equal effective rank and deadline; False
+            serves them first come, first served. Every process sharing the queue should agree.
         clock: UNIX seconds; injectable for tests.
     """
 
@@ -92,6 +104,7 @@ class SyncDurableQueue:
         lease_s: float = 60.0,
         max_attempts: int = 3,
         agent_limits: Mapping[str, int] | None = None,
+        fair_share: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if aging_s <= 0 or lease_s <= 0 or max_attempts < 1 or max_size < 1:
@@ -101,15 +114,19 @@ class SyncDurableQueue:
         self._max_size, self._aging_s, self._lease_s = max_size, aging_s, lease_s
         self._max_attempts = max_attempts
         self._limits = dict(agent_limits or {})
+        self._fair_share = fair_share
         self._clock = clock
         self._dialect = engine.dialect.name
         # Keyed by (agents excluded, shortlist): see claim_statement.
         self._claims = {
-            (excluding, shortlist): claim_statement(self._dialect, excluded_agents=excluding, shortlist=shortlist)
+            (excluding, shortlist): claim_statement(
+                self._dialect, excluded_agents=excluding, shortlist=shortlist, fair_share=fair_share
+            )
             for excluding in (False, True)
             for shortlist in (False, True)
         }
-        self._shortlists = {excluding: shortlist_statement(self._dialect, excluding) for excluding in (False, True)}
+        self._pairs = pairs_statement()
+        self._turn_basis = turn_basis_statement()
         self._reclaim = reclaim_statement()
 
     @classmethod
@@ -174,6 +191,7 @@ class SyncDurableQueue:
             for i, task in enumerate(tasks)
         ]
         with transaction(self._writer, "queue tasks") as session:
+            # The lock also makes the turns below exact: no other put runs in between.
             if self._dialect == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_PUT_LOCK})
             waiting = self._queued(session, up_to=self._max_size)
@@ -182,12 +200,26 @@ class SyncDurableQueue:
                     f"the durable task queue is full ({waiting} or more waiting, at most {self._max_size}); "
                     "retry later, add workers or raise the queue size"
                 )
+            self._assign_turns(session, rows)
             try:
                 session.execute(QUEUE.insert(), rows)
             except IntegrityError as e:
                 raise InvalidTask(
                     "a task with one of these ids is already in the queue; give each task a new id"
                 ) from e
+
+    def _assign_turns(self, session: Session, rows: list[dict[str, Any]]) -> None:
+        """Give each row its turn in its tenant's line of its class (see :mod:`._queue_statements`)."""
+        # Per (class, tenant) of the batch: (the class's lowest queued turn, the pair's newest live turn).
+        basis: dict[tuple[int, str], tuple[int, int]] = {}
+        for row in rows:
+            pair = (row["rank"], row["tenant"])
+            if pair not in basis:
+                found = session.execute(self._turn_basis, {"rank": pair[0], "tenant": pair[1]}).one()
+                basis[pair] = (found.floor or 0, found.last or 0)
+            floor, last = basis[pair]
+            row["turn"] = max(last + 1, floor)
+            basis[pair] = (floor, row["turn"])
 
     def claim(self, worker_id: str, *, lease_s: float | None = None) -> Lease | None:
         """Hand the next task to ``worker_id`` under a lease, or return None when nothing is waiting."""
@@ -211,27 +243,41 @@ class SyncDurableQueue:
                     return []
             rows = self._pick(session, {**params, "n": n, "expires": expires})
         # RETURNING gives no order; hand the batch out best first.
-        rows.sort(
-            key=lambda r: (
-                r.rank - int((now - r.enqueued_at) // self._aging_s),
-                r.deadline if r.deadline is not None else float("inf"),
-                r.enqueued_at,
-                r.seq,
-            )
-        )
+        rows.sort(key=self._order(now))
         return [
             Lease(Task.model_validate(r.payload), worker_id, r.attempts, expires, r.deadline, r.approval) for r in rows
         ]
 
+    def _order(self, now: float) -> Callable[[Any], tuple[float, ...]]:
+        """The claim order of :mod:`._queue_statements` as a sort key of rows holding its columns."""
+
+        def key(row: Any) -> tuple[float, ...]:
+            # Divide, then floor, as the SQL does.
+            rank = row.rank - math.floor((now - row.enqueued_at) / self._aging_s)
+            deadline = row.deadline if row.deadline is not None else math.inf
+            return (rank, deadline, row.turn if self._fair_share else 0, row.enqueued_at, row.seq)
+
+        return key
+
     def _pick(self, session: Session, params: dict[str, Any]) -> list[Any]:
-        excluding = bool(params.get("full"))
+        excluding, n = bool(params.get("full")), params["n"]
         # Room for the rows other claimers hold locked right now, which the shortlist still names.
-        keys = session.scalars(self._shortlists[excluding], {**params, "k": 4 * params["n"] + 16}).all()
+        room = 4 * n + 16
+        pairs = session.execute(self._pairs).all()
         rows: list[Any] = []
-        if keys:
-            rows = list(session.execute(self._claims[excluding, True], {**params, "shortlist": list(keys)}).all())
-        if len(rows) < params["n"]:
-            rows += session.execute(self._claims[excluding, False], {**params, "n": params["n"] - len(rows)}).all()
+        if pairs:
+            binds: dict[str, Any] = {}
+            for i, (rank, tenant) in enumerate(pairs):
+                binds.update({f"rank{i}": rank, f"tenant{i}": tenant})
+            shortlist = shortlist_statement(self._dialect, len(pairs), excluding)
+            # A row with a deadline can come twice: in its pair's oldest and with the deadlines.
+            candidates = {row.seq: row for row in session.execute(shortlist, {**params, **binds, "k": room})}.values()
+            # The claim then reads a bounded list of keys, however many tenants are waiting.
+            keys = [row.seq for row in heapq.nsmallest(room, candidates, key=self._order(params["now"]))]
+            if keys:
+                rows = list(session.execute(self._claims[excluding, True], {**params, "shortlist": keys}).all())
+        if len(rows) < n:
+            rows += session.execute(self._claims[excluding, False], {**params, "n": n - len(rows)}).all()
         return rows
 
     def _limit_batch(self, session: Session, params: dict[str, Any], n: int) -> int:

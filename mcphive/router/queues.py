@@ -5,6 +5,9 @@ Both speak one small protocol — ``put``, ``claim``, ``heartbeat``, ``finish``,
 same whichever is configured:
 
 * ``memory`` — the in-process :class:`~mcphive.router.prioritizer.Prioritizer`; no leases needed.
+
+Both order claims alike: priority class with aging, then deadline (durable only), then fair
+share between tenants (``queue_fair_share``), then first come, first served.
 * ``sqlite`` / ``postgres`` — :class:`~mcphive.router.queue_sql.DurableQueue`: claims are leases
   that workers keep alive with heartbeats; a task whose worker died is handed out again once its
   lease expires, so any number of ``mcphive worker`` processes, on any hosts, share one queue.
@@ -142,6 +145,7 @@ class SqlQueue:
             lease_s=settings.queue_lease_s,
             max_attempts=settings.queue_max_attempts,
             agent_limits=settings.agent_limits or None,
+            fair_share=settings.queue_fair_share,
         )
 
     async def put(self, task: Task) -> None:
@@ -189,7 +193,10 @@ class SqlQueue:
 def open_queue(settings: Settings) -> TaskQueue:
     """The queue ``settings.queue`` names (``memory``, ``sqlite`` or ``postgres``)."""
     if settings.queue == "memory":
-        return LocalQueue(Prioritizer(max_size=settings.queue_max, aging_s=settings.queue_aging_s))
+        prioritizer = Prioritizer(
+            max_size=settings.queue_max, aging_s=settings.queue_aging_s, fair_share=settings.queue_fair_share
+        )
+        return LocalQueue(prioritizer)
     return SqlQueue(settings.queue_database_url, settings)
 
 

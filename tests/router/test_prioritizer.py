@@ -30,7 +30,7 @@ def test_aging_lets_a_waiting_low_task_overtake_fresh_critical_work() -> None:
     clock = Clock()
     queue = Prioritizer(clock=clock, aging_s=10)
     queue.put(task("low", "old-low"))
-    clock.now = 31  # waited more than 3 aging periods: effective rank below a fresh critical's 0
+    clock.now = 31  # three whole aging periods: level with a fresh critical's 0, and it came first
     queue.put(task("critical", "fresh-critical"))
     first = queue.claim_nowait()
     assert first is not None and first.text == "old-low"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from alembic.migration import MigrationContext
 from mcphive.errors import InvalidTask, QueueFull, StoreError
 from mcphive.memory._tables import Base
 from mcphive.router.queue_sql import DurableQueue, SyncDurableQueue
-from mcphive.types import Priority, Task
+from mcphive.types import Principal, Priority, Task
 
 
 class Clock:
@@ -28,8 +29,8 @@ class Clock:
         return self.now
 
 
-def task(priority: str = "normal", text: str = "t", agent: str | None = None) -> Task:
-    return Task(text=text, workspace=".", priority=Priority(priority), agent=agent)
+def task(priority: str = "normal", text: str = "t", agent: str | None = None, tenant: str = "default") -> Task:
+    return Task(text=text, workspace=".", priority=Priority(priority), agent=agent, principal=Principal(tenant=tenant))
 
 
 @pytest.fixture
@@ -81,29 +82,39 @@ def test_an_earlier_deadline_goes_first_within_a_class(queue: SyncDurableQueue, 
     assert texts(queue) == ["high-no-deadline", "soon", "late", "no-deadline"]
 
 
-def test_claim_order_matches_the_documented_rule_for_a_mixed_queue(queue: SyncDurableQueue, clock: Clock) -> None:
+@pytest.mark.parametrize("fair_share", [True, False])
+def test_claim_order_matches_the_documented_rule_for_a_mixed_queue(
+    queue_url: str, clock: Clock, fair_share: bool
+) -> None:
+    queue = SyncDurableQueue.open(queue_url, aging_s=10, fair_share=fair_share, clock=clock)
     rng = random.Random(7)
-    expected: list[tuple[float, float, int, str]] = []
+    expected: list[tuple[int, float, int, int, str]] = []
+    turns: Counter[tuple[str, int]] = Counter()
     for i in range(300):
         clock.now += rng.choice((0.0, 0.5, 3.0, 11.0))
         priority = rng.choice(list(Priority))
+        tenant = rng.choice(("acme", "acme", "acme", "globex", "initech"))
         deadline = clock.now + rng.randrange(1, 500) if rng.random() < 0.2 else None
-        t = task(priority.value, f"t{i}")
+        t = task(priority.value, f"t{i}", tenant=tenant)
         queue.put(t, deadline=deadline)
-        expected.append((priority.rank, clock.now, i, t.text))
+        # Nothing is claimed yet, so a task's turn is its place in its tenant's line of its class.
+        turns[tenant, priority.rank] += 1
+        expected.append((priority.rank, clock.now, turns[tenant, priority.rank], i, t.text))
     now = clock.now + 1
     clock.now = now
 
-    def key(entry: tuple[float, float, int, str], deadlines: dict[str, float | None]) -> tuple[float, float, int]:
-        rank, enqueued, i, text = entry
+    def key(entry: tuple[int, float, int, int, str], deadlines: dict[str, float | None]) -> tuple[float, ...]:
+        rank, enqueued, turn, i, text = entry
         deadline = deadlines[text]
-        return (rank - (now - enqueued) // 10, deadline if deadline is not None else float("inf"), i)
+        effective = rank - (now - enqueued) // 10
+        return (effective, deadline if deadline is not None else float("inf"), turn if fair_share else 0, i)
 
     claimed = []
     while leases := queue.claim_many("w", 7):
         claimed += leases
+    queue.close()
     deadlines = {lease.task.text: lease.deadline for lease in claimed}
-    assert [lease.task.text for lease in claimed] == [e[3] for e in sorted(expected, key=lambda e: key(e, deadlines))]
+    assert [lease.task.text for lease in claimed] == [e[4] for e in sorted(expected, key=lambda e: key(e, deadlines))]
 
 
 def test_put_refuses_with_queue_full_and_put_many_is_all_or_nothing(queue_url: str) -> None:
