@@ -88,9 +88,11 @@ def _bind_tenant(name: str) -> BindParameter[str]:
 def _tenant_walk(rank: Any, name: str) -> CTE:
     """The tenants with queued rows of class ``rank``, one index seek each (a loose index scan)."""
     where = (_C.state == _QUEUED, _C.rank == rank)
-    walk = select(func.min(_C.tenant).label("tenant")).where(*where).cte(name, recursive=True)
-    following = select(func.min(_C.tenant)).where(*where, _C.tenant > walk.c.tenant).scalar_subquery()
-    return walk.union_all(select(following).where(walk.c.tenant.is_not(None)))
+    # ORDER BY ... LIMIT 1 rather than min(): one seek on both backends even before PostgreSQL has statistics.
+    first = select(_C.tenant).where(*where).order_by(_C.tenant).limit(1).scalar_subquery()
+    walk = select(first.label("tenant")).cte(name, recursive=True)
+    following = select(_C.tenant).where(*where, _C.tenant > walk.c.tenant).order_by(_C.tenant).limit(1)
+    return walk.union_all(select(following.scalar_subquery()).where(walk.c.tenant.is_not(None)))
 
 
 def pairs_statement() -> CompoundSelect[Any]:
