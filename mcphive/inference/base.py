@@ -69,6 +69,8 @@ class ChatRequest(_Model):
     tool_choice: Literal["auto", "required", "none"] = "auto"
     max_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
+    hard: bool = False
+    """Marked hard by the caller: a pool with a fallback (a stronger hosted model) sends it there directly."""
 
 
 class ChatResponse(_Model):

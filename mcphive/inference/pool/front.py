@@ -79,6 +79,9 @@ def parse_chat_body(body: Any) -> tuple[ChatRequest, bool]:
         fields["max_tokens"] = tokens
     if body.get("temperature") is not None:
         fields["temperature"] = body["temperature"]
+    # An extension field, as vLLM's own extra parameters sit beside OpenAI's: send this one to the fallback.
+    if body.get("mcphive_hard") is not None:
+        fields["hard"] = body["mcphive_hard"]
     return ChatRequest(**fields), bool(body.get("stream", False))
 
 

@@ -213,10 +213,13 @@ class PoolModel:
         return RouteKey(session=session, prefixes=prefix_hashes(request.messages), stale_after=self._stale_after)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        """Answer ``request`` on a member, retrying others on failures that are not the request's fault."""
+        """Answer ``request`` on a member, retrying others on failures that are not the request's fault.
+
+        A request marked ``hard`` goes to the fallback when there is one; so does one no member can take.
+        """
         key = self.route_key(request)
         tried: set[MemberState] = set()
-        for _attempt in range(self._max_attempts):
+        for _attempt in range(0 if request.hard and self.fallback is not None else self._max_attempts):
             if (member := await self._acquire(key, tried)) is None:
                 break
             try:
@@ -238,10 +241,13 @@ class PoolModel:
         raise self._unavailable()
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
-        """Stream the reply from a member; retries happen only before the first chunk is yielded."""
+        """Stream the reply from a member; retries happen only before the first chunk is yielded.
+
+        A request marked ``hard`` streams from the fallback when there is one.
+        """
         key = self.route_key(request)
         tried: set[MemberState] = set()
-        for _attempt in range(self._max_attempts):
+        for _attempt in range(0 if request.hard and self.fallback is not None else self._max_attempts):
             if (member := await self._acquire(key, tried)) is None:
                 break
             started = False

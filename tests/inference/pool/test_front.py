@@ -143,3 +143,13 @@ async def test_the_official_openai_client_gets_plain_and_streamed_replies(launch
             await sdk.close()
     assert reply.choices[0].message.content
     assert "".join(parts).strip()
+
+
+def test_the_front_reads_the_hard_extension_field_and_nothing_else_changes() -> None:
+    from mcphive.inference.pool.front import parse_chat_body
+
+    messages = [{"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    hard, stream = parse_chat_body({"messages": messages, "mcphive_hard": True, "stream": True})
+    plain, _ = parse_chat_body({"messages": messages, "max_tokens": 7})
+    assert hard.hard and stream and hard.messages[0].role == "system"
+    assert not plain.hard and plain.max_tokens == 7

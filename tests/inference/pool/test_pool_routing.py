@@ -149,3 +149,22 @@ async def test_members_report_no_vllm_metrics_so_in_flight_counts_rule(launcher:
     async with PoolModel(launcher.urls, MODEL) as pool:
         assert [m.has_metrics for m in pool.members] == [False, False]
         assert [m.served_models for m in pool.members] == [frozenset({MODEL})] * 2
+
+
+async def test_a_request_marked_hard_goes_to_the_fallback_and_others_stay_on_the_members(
+    launcher: PoolLauncher,
+) -> None:
+    from mcphive.inference.testing import FunctionModel
+
+    stronger = FunctionModel(lambda request: "answered by the stronger model")
+    async with PoolModel(launcher.urls, MODEL, fallback=stronger) as pool:
+        hard = await pool.chat(ChatRequest(messages=[ChatMessage(role="user", content="prove it")], hard=True))
+        chunks = [
+            c async for c in pool.stream(ChatRequest(messages=[ChatMessage(role="user", content="x")], hard=True))
+        ]
+        assert sum(int(m["served"]) for m in pool.status()) == 0
+        easy = await pool.chat(ChatRequest(messages=[ChatMessage(role="user", content="say hi")], max_tokens=4))
+        served = sum(int(m["served"]) for m in pool.status())
+    assert hard.message.content == "answered by the stronger model" and "".join(chunks)
+    assert pool.spill.requests == 2
+    assert served == 1 and easy.model == pool.name
