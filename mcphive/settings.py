@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     queue_max_attempts: int = Field(3, ge=1, description="Hand-outs of a task before it is failed.")
     queue_aging_s: float = Field(30.0, gt=0, description="Waiting this long lifts a task by one priority class.")
     queue_poll_s: float = Field(0.2, gt=0, description="How often idle workers look for durable work.")
+    queue_fair_share: bool = Field(
+        True,
+        description="Tenants take turns among tasks of equal priority (after aging) and deadline; false: FIFO.",
+    )
     agent_limits: dict[str, int] = Field(default_factory=dict, description="Max tasks running at once per agent.")
     approval: Literal["never", "writes"] = Field(
         "never",
