@@ -1,15 +1,22 @@
 """The blocking episode store: record episodes (redacted, embedded) and recall them by scope.
 
 :class:`SyncEpisodeStore` is the implementation; :class:`mcphive.memory.episodes.EpisodeStore`
-runs its methods in a worker thread. Recall loads the scope's episodes once into a
-:class:`~mcphive.memory._recall_rank.ScopeIndex` (vectors, times, BM25 index) and keeps it while
-the scope's row count and newest sequence number are unchanged, so writes from this or any other
-process invalidate it at the cost of one indexed ``count``/``max`` query per recall.
+runs its methods in a worker thread.
+
+Recording is built for bulk: one detect-secrets pass over a whole batch (only the episodes it
+flags are redacted one by one), one embedding batch, and one transaction whose rows go in with a
+single executemany (SQLite) or ``COPY ... FROM STDIN`` (PostgreSQL through psycopg 3).
+
+Recall loads the scope's episodes once into a :class:`~mcphive.memory._recall_rank.ScopeIndex`
+(vectors, times, BM25 index) and keeps it while the scope's row count and newest sequence number
+are unchanged, so writes from this or any other process invalidate it at the cost of one indexed
+``count``/``max`` query per recall.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -18,15 +25,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, Self, cast
 
 import numpy as np
-from sqlalchemy import ColumnElement, CursorResult, Engine, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, CursorResult, Engine, Select, Table, func, insert, select, update
+from sqlalchemy.orm import Session
 
 from mcphive.errors import UsageError
+from mcphive.redaction import find_secrets, redact_secrets
 
 from ._engine import create_store_engine, migrate, transaction, writer
 from ._episode_tables import EpisodeRow
 from ._recall_models import Episode, RecallHit, RecallScope, RecallWeights
 from ._recall_rank import ScopeIndex
-from ._recall_secrets import _findings, redact_secrets
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -35,6 +43,13 @@ __all__ = ["SyncEpisodeStore", "TextEmbedder"]
 
 _CACHED_SCOPES = 64
 _ID_CHUNK = 500
+_COPY_MIN = 32
+"""Rows from which a PostgreSQL batch goes in by ``COPY`` rather than an executemany ``INSERT``."""
+_TABLE = cast("Table", EpisodeRow.__table__)
+_INSERTED = ("id", "tenant", "workspace", "agent", "thread", "kind", "text", "created_at", "importance", "outcome",
+             "metadata", "embedding", "consolidated_in")  # fmt: skip
+"""The columns a recorded row sets (``seq`` comes from the database), by their database names."""
+_KEYS = {column.name: column.key for column in _TABLE.columns}
 _COLUMNS = (
     EpisodeRow.seq,
     EpisodeRow.id,
@@ -85,6 +100,20 @@ def _scope_filter(scope: RecallScope) -> list[ColumnElement[bool]]:
     return conditions
 
 
+def _version_query(scope: RecallScope) -> Select[int, int]:
+    """The number of ``scope``'s episodes and its newest ``seq``: what a cached scope is checked against."""
+    return select(func.count(), func.coalesce(func.max(EpisodeRow.seq), 0)).where(*_scope_filter(scope))
+
+
+def _load_query(scope: RecallScope) -> Select[Any]:
+    """``scope``'s episodes in thread order, as :class:`ScopeIndex` wants them."""
+    return (
+        select(*_COLUMNS)
+        .where(*_scope_filter(scope))
+        .order_by(EpisodeRow.thread, EpisodeRow.created_at, EpisodeRow.seq)
+    )
+
+
 def _redact_value(value: Any, kinds: set[str]) -> Any:
     """``value`` (any JSON value) with credentials redacted from every string in it."""
     if isinstance(value, str):
@@ -119,21 +148,34 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def _redacted_batch(episodes: Sequence[Episode]) -> list[Episode]:
-    """:func:`_redacted` over a batch, with one detect-secrets scan of all its lines when none holds a secret.
+def _needs_own_scan(text: str) -> bool:
+    """Whether :func:`redact_secrets` scans ``text`` other than line by line (a JSON document, a private key)."""
+    return text.lstrip()[:1] in ("{", "[") or "PRIVATE KEY" in text
 
-    Entering detect-secrets' settings costs more than scanning a line (~6 ms against ~3 ms), and the
-    scan is line by line, so one clean scan of the whole batch proves every episode clean; a batch
-    with any finding is redacted episode by episode.
+
+def _redacted_batch(episodes: Sequence[Episode]) -> list[Episode]:
+    """:func:`_redacted` over a batch, with one detect-secrets pass over all its strings.
+
+    Entering detect-secrets costs far more than its pre-filter spends on a line, so the batch is
+    scanned once and only the episodes holding a finding (or a string that redaction reads
+    differently from its lines: a JSON document, a private key block) are redacted one by one,
+    exactly as :func:`_redacted` does for a single episode; the others are stored as given.
     """
-    lines = [line for e in episodes for text in (e.text, *_strings(e.metadata)) for line in text.splitlines()]
-    if not _findings(lines):
-        return list(episodes)
-    return [_redacted(episode) for episode in episodes]
+    texts: list[str] = []
+    owners: list[int] = []
+    for index, episode in enumerate(episodes):
+        for text in (episode.text, *_strings(episode.metadata)):
+            texts.append(text)
+            owners.append(index)
+    flagged = {owners[finding.text] for finding in find_secrets(texts)}
+    flagged.update(owner for owner, text in zip(owners, texts, strict=True) if _needs_own_scan(text))
+    return [_redacted(episode) if index in flagged else episode for index, episode in enumerate(episodes)]
 
 
 def _episode(row: Any) -> Episode:
-    return Episode(
+    # Stored rows were validated when recorded; skipping validation on the way back matters when a
+    # scope of thousands of episodes is loaded.
+    return Episode.model_construct(
         id=row.id,
         tenant=row.tenant,
         workspace=row.workspace,
@@ -218,20 +260,32 @@ class SyncEpisodeStore:
             return []
         stored, rows = self._rows(episodes)
         with transaction(writer(self.engine), "record episodes") as session:
-            session.execute(insert(EpisodeRow), rows)
+            self._check_new_ids(session, [episode.id for episode in stored])
+            _insert(session.connection(), rows)
         self._forget({episode.tenant for episode in stored})
         return stored
 
     def _rows(self, episodes: Sequence[Episode]) -> tuple[list[Episode], list[dict[str, Any]]]:
-        """``episodes`` redacted, and their table rows with embeddings; checks that their ids are new."""
-        self._check_new_ids([episode.id for episode in episodes])
+        """``episodes`` redacted, and their table rows (by column name) with their embeddings."""
+        if len({episode.id for episode in episodes}) != len(episodes):
+            raise UsageError("the same episode id appears twice in one batch; give each episode its own id")
         stored = _redacted_batch(episodes)
-        vectors = self._embed([episode.text for episode in stored])
+        vectors = np.ascontiguousarray(self._embed([episode.text for episode in stored]), dtype="<f4")
         rows = [
             {
-                **episode.model_dump(exclude={"metadata"}),
-                "meta": episode.metadata,
-                "embedding": vector.astype("<f4").tobytes(),
+                "id": episode.id,
+                "tenant": episode.tenant,
+                "workspace": episode.workspace,
+                "agent": episode.agent,
+                "thread": episode.thread,
+                "kind": episode.kind,
+                "text": episode.text,
+                "created_at": episode.created_at,
+                "importance": episode.importance,
+                "outcome": episode.outcome,
+                "metadata": episode.metadata,
+                "embedding": vector.tobytes(),
+                "consolidated_in": None,
             }
             for episode, vector in zip(stored, vectors, strict=True)
         ]
@@ -288,12 +342,14 @@ class SyncEpisodeStore:
         if not notes:
             return []
         stored, rows = self._rows(notes)
+        with transaction(self.engine, "check episode ids") as session:
+            self._check_new_ids(session, [note.id for note in stored])
         written: list[Episode | None] = []
         for note, row in zip(stored, rows, strict=True):
             sources = list(note.metadata["sources"])
             try:
                 with transaction(writer(self.engine), "record a consolidated note") as session:
-                    session.execute(insert(EpisodeRow), [{**row, "consolidated_in": note.id}])
+                    _insert(session.connection(), [{**row, "consolidated_in": note.id}])
                     marked = session.execute(
                         update(EpisodeRow)
                         .where(EpisodeRow.id.in_(sources), EpisodeRow.consolidated_in.is_(None))
@@ -309,19 +365,15 @@ class SyncEpisodeStore:
         self._forget({note.tenant for note in stored})
         return written
 
-    def _check_new_ids(self, ids: list[str]) -> None:
-        if len(set(ids)) != len(ids):
-            raise UsageError("the same episode id appears twice in one batch; give each episode its own id")
-        taken = None
-        with transaction(self.engine, "check episode ids") as session:
-            # Chunked: SQLite limits the number of bound parameters in one statement.
-            for start in range(0, len(ids), _ID_CHUNK):
-                chunk = ids[start : start + _ID_CHUNK]
-                taken = session.scalars(select(EpisodeRow.id).where(EpisodeRow.id.in_(chunk))).first()
-                if taken is not None:
-                    break
-        if taken is not None:
-            raise UsageError(f"episode {taken!r} is already recorded; episodes are immutable, record a new one")
+    @staticmethod
+    def _check_new_ids(session: Session, ids: list[str]) -> None:
+        """Raise :class:`UsageError` when one of ``ids`` is recorded already."""
+        # Chunked: SQLite limits the number of bound parameters in one statement.
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[start : start + _ID_CHUNK]
+            taken = session.scalars(select(EpisodeRow.id).where(EpisodeRow.id.in_(chunk)).limit(1)).first()
+            if taken is not None:
+                raise UsageError(f"episode {taken!r} is already recorded; episodes are immutable, record a new one")
 
     def recall(
         self,
@@ -388,9 +440,8 @@ class SyncEpisodeStore:
         return self._version(scope)[0]
 
     def _version(self, scope: RecallScope) -> tuple[int, int]:
-        query = select(func.count(), func.coalesce(func.max(EpisodeRow.seq), 0)).where(*_scope_filter(scope))
         with transaction(self.engine, "count episodes") as session:
-            count, last = session.execute(query).one()
+            count, last = session.execute(_version_query(scope)).one()
         return int(count), int(last)
 
     def _scope(self, scope: RecallScope) -> _Loaded:
@@ -408,13 +459,8 @@ class SyncEpisodeStore:
         return loaded
 
     def _load(self, scope: RecallScope) -> _Loaded:
-        query = (
-            select(*_COLUMNS)
-            .where(*_scope_filter(scope))
-            .order_by(EpisodeRow.thread, EpisodeRow.created_at, EpisodeRow.seq)
-        )
         with transaction(self.engine, "load episodes") as session:
-            rows = session.execute(query).all()
+            rows = session.execute(_load_query(scope)).all()
         episodes = [_episode(row) for row in rows]
         dim = len(rows[0].embedding) // 4 if rows else 0
         vectors = np.frombuffer(b"".join(row.embedding for row in rows), dtype="<f4").reshape(len(rows), dim)
@@ -434,3 +480,27 @@ class SyncEpisodeStore:
             agents=np.array([e.agent for e in episodes], dtype=object),
             outcomes=np.array([e.outcome for e in episodes], dtype=object),
         )
+
+
+def _insert(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert episode ``rows`` (by column name) in the connection's transaction, in order.
+
+    PostgreSQL through psycopg 3 takes a batch by ``COPY``, several times faster than even a
+    pipelined executemany; other backends (and small batches) get one Core executemany.
+    """
+    if len(rows) >= _COPY_MIN and connection.dialect.driver == "psycopg":
+        _copy(connection.connection.driver_connection, rows)
+        return
+    connection.execute(insert(_TABLE), [{_KEYS[name]: row[name] for name in _INSERTED} for row in rows])
+
+
+def _copy(raw: Any, rows: list[dict[str, Any]]) -> None:
+    """``COPY`` ``rows`` into ``episodes`` on a psycopg 3 connection, as SQLAlchemy would bind them.
+
+    The JSON column gets the text SQLAlchemy's default serialiser writes (``json.dumps``), so a
+    copied row is identical to an inserted one.
+    """
+    names = ", ".join(f'"{name}"' for name in _INSERTED)
+    with raw.cursor() as cursor, cursor.copy(f"COPY episodes ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([json.dumps(row[name]) if name == "metadata" else row[name] for name in _INSERTED])

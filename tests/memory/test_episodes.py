@@ -347,3 +347,107 @@ def test_the_window_embedding_channel_finds_an_episode_through_its_neighbours() 
 
     assert ranked.index(1) < ranked.index(3)
     assert np.allclose(np.linalg.norm(index.window_vectors(1), axis=1), 1.0)
+
+
+def _mixed_batch() -> list[Episode]:
+    """Forty episodes of two tenants: plain turns, credentials in text and metadata, a JSON tool result."""
+    aws_key = "AKIA" + "Z3MHJQ7T4XWNV2KD"
+    password = "hunter2-" + "correct-horse"
+    episodes = [
+        Episode(
+            id=f"e{n}",
+            tenant="acme" if n % 4 else "globex",
+            thread=f"t{n % 3}",
+            agent=("ops", "code")[n % 2],
+            kind="turn",
+            text=f"Turn {n}: the nightly invoice run moved to host {n % 5} after the disk filled up.",
+            created_at=T0 + timedelta(minutes=n),
+            importance=n / 40,
+            outcome=("", "failed", "succeeded")[n % 3],
+            metadata={"speaker": f"user{n % 2}", "tags": ["billing", f"host{n % 5}"]},
+        )
+        for n in range(36)
+    ]
+    episodes += [
+        Episode(id="k1", tenant="acme", thread="t0", text=f"The deploy used aws_access_key_id {aws_key} today."),
+        Episode(id="k2", tenant="acme", thread="t1", text="the invoice run failed", metadata={"env": f"key {aws_key}"}),
+        Episode(id="k3", tenant="acme", thread="t2", text=f'{{"stdout": "password = \\"{password}\\""}}'),
+        Episode(id="k4", tenant="globex", thread="t0", text=f'Rotated it: password = "{password}" for the invoice db'),
+    ]
+    return [episode.model_copy(update={"created_at": T0 + timedelta(minutes=n)}) for n, episode in enumerate(episodes)]
+
+
+def _stored_rows(store: SyncEpisodeStore) -> list[tuple[object, ...]]:
+    with store.engine.connect() as connection:
+        return [
+            tuple(row)
+            for row in connection.execute(
+                text(
+                    "SELECT id, tenant, workspace, agent, thread, kind, text, created_at, importance, outcome, "
+                    "metadata, embedding, consolidated_in FROM episodes ORDER BY seq"
+                )
+            )
+        ]
+
+
+def _record_one_by_one_then_as_a_batch(url: str) -> None:
+    store = SyncEpisodeStore.open(url)
+    try:
+        episodes = _mixed_batch()
+        queries = [("acme", "invoice run disk host"), ("globex", "invoice db password"), ("acme", "deploy key")]
+        single = [store.record(episode) for episode in episodes]
+        single_rows = _stored_rows(store)
+        single_hits = [store.recall(q, scope=RecallScope(tenant=t), k=5, weights=PLAIN) for t, q in queries]
+        with store.engine.begin() as connection:
+            connection.execute(text("DELETE FROM episodes"))
+        batch = store.record_many(episodes)
+        batch_rows = _stored_rows(store)
+        batch_hits = [store.recall(q, scope=RecallScope(tenant=t), k=5, weights=PLAIN) for t, q in queries]
+    finally:
+        store.close()
+
+    assert batch == single
+    assert len(batch_rows) == len(episodes)
+    # Embeddings of one text alone and in a batch may differ in the last float bits; everything else is equal.
+    assert [row[:11] + row[12:] for row in batch_rows] == [row[:11] + row[12:] for row in single_rows]
+    for mine, theirs in zip(batch_rows, single_rows, strict=True):
+        assert np.allclose(np.frombuffer(mine[11], "<f4"), np.frombuffer(theirs[11], "<f4"), atol=1e-5)
+    stored_text = " ".join(str(row) for row in batch_rows)
+    assert "Z3MHJQ7T4XWNV2KD" not in stored_text
+    assert "correct-horse" not in stored_text
+    assert [[hit.episode.id for hit in hits] for hits in batch_hits] == [
+        [hit.episode.id for hit in hits] for hits in single_hits
+    ]
+    assert all(
+        hit.episode.tenant == tenant for (tenant, _), hits in zip(queries, batch_hits, strict=True) for hit in hits
+    )
+
+
+def test_record_many_stores_the_same_rows_and_recalls_the_same_as_record_one_by_one(db_url: str) -> None:
+    _record_one_by_one_then_as_a_batch(db_url)
+
+
+def test_on_postgresql_the_copied_batch_equals_the_rows_recorded_one_by_one() -> None:
+    if pg_bin_dir() is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: install postgresql or set MCPHIVE_PG_BIN")
+    with postgres_cluster() as url:
+        _record_one_by_one_then_as_a_batch(url)
+
+
+def test_terms_by_memoised_words_equal_the_shared_tokenizer_then_stemming() -> None:
+    from mcphive.lexical import tokenize
+    from mcphive.memory import _recall_lexical
+
+    texts = [
+        "Melanie painted a sunset; parse_HTTPHeader_v2 failed with E7731 at 3am.",
+        "naïve café résumé — über-fast déjà vu, x86_64 getHTTPResponseCode()",
+        "The runners were running, ran and runs: THE END of the Running_Total.",
+        "",
+    ]
+    stemmer = _recall_lexical._STEMMER
+    for sample in texts:
+        tokens = tokenize(sample)
+        expected = list(stemmer.stemWords(tokens)) if stemmer is not None else tokens
+        assert _recall_lexical.terms(sample) == expected
+    joined = [term for sample in texts for term in _recall_lexical.terms(sample)]
+    assert _recall_lexical.terms(" ".join(texts)) == joined
