@@ -25,12 +25,14 @@ the key bare in its answer, where no plugin would recognise it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import re
 import threading
 from bisect import bisect_right
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -158,12 +160,51 @@ def find_secrets(texts: Sequence[str], *, prefilter: bool = True) -> list[Findin
     """
     where: list[tuple[int, int]] = []
     lines: list[str] = []
+    digests: dict[int, bytes] = {}
     for t, text in enumerate(texts):
+        if prefilter:
+            digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+            if _CLEAN.seen(digest):
+                continue  # scanned before with nothing found: the plugins are deterministic
+            digests[t] = digest
         for n, line in enumerate(text.splitlines()):
             where.append((t, n))
             lines.append(line)
     chosen = _candidates(lines) if prefilter else [i for i, line in enumerate(lines) if line.strip()]
-    return [Finding(kind, value, *where[chosen[index]]) for index, kind, value in _scan([lines[i] for i in chosen])]
+    found = [Finding(kind, value, *where[chosen[index]]) for index, kind, value in _scan([lines[i] for i in chosen])]
+    dirty = {f.text for f in found}
+    for t, digest in digests.items():
+        if t not in dirty:
+            _CLEAN.add(digest)
+    return found
+
+
+class _CleanTexts:
+    """Digests of recently scanned texts that held no credential (an agent's survey results repeat a lot).
+
+    Bounded, least recently used out first; only digests are kept, never the text.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._digests: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def seen(self, digest: bytes) -> bool:
+        with self._lock:
+            if digest not in self._digests:
+                return False
+            self._digests.move_to_end(digest)
+            return True
+
+    def add(self, digest: bytes) -> None:
+        with self._lock:
+            self._digests[digest] = None
+            if len(self._digests) > self._size:
+                self._digests.popitem(last=False)
+
+
+_CLEAN = _CleanTexts(4096)
 
 
 # What counts as the rest of a credential's token: no whitespace, quote, or JSON escape (``\\n`` in a

@@ -203,3 +203,15 @@ def test_a_credential_found_in_one_string_is_replaced_in_all_and_key_blocks_go_w
     assert json.loads(clean_result)["text"].count("[REDACTED:Private Key]") == 1
     assert {"AWS Access Key", "Private Key"} <= set(kinds)
     assert redact_secrets("nothing to see here\nat all") == ("nothing to see here\nat all", [])
+
+
+def test_texts_scanned_clean_are_skipped_by_digest_and_a_text_with_a_secret_never_is(
+    sample_workspace: Path,
+) -> None:
+    clean = (sample_workspace / "pricefeed" / "pricing.py").read_text(encoding="utf-8")
+    first = find_secrets([clean, CREDENTIALS])
+    again = find_secrets([CREDENTIALS, clean])  # the clean text is remembered; the credentials are scanned again
+    assert first and [(f.kind, f.value) for f in first] == [(f.kind, f.value) for f in again]
+    assert {f.text for f in again} == {0}
+    # A clean text quoting a credential later is a new text: it is scanned, not skipped.
+    assert find_secrets([clean + f"\ntoken = '{GITHUB_TOKEN}'\n"])
