@@ -116,6 +116,14 @@ class RecallWeights(BaseModel):
         moment: weight of the BM25 ranking of whole moments (a thread's episodes within
             ``moment_minutes`` of each other, joined) inside the fusion; it reorders episodes the
             other rankings found, favouring those from the moments that match the query best.
+        diversity_head: how many hits are picked with ``diversity`` alone before ``tail_diversity``
+            adds to it.
+        tail_diversity: extra score subtracted, from hit number ``diversity_head`` on, for each hit
+            already picked from a candidate's moment: the head of the list follows the score, its
+            tail reaches moments not yet represented.
+        moment_dense: weight of the embedding ranking of whole moments (cosine to the mean of their
+            episodes' vectors) inside the fusion; like ``moment``, it reorders what the other
+            rankings found.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -137,3 +145,6 @@ class RecallWeights(BaseModel):
     named_agent: float = Field(0.0, ge=0)
     moment: float = Field(0.0, ge=0)
     dense_window: float = Field(0.0, ge=0)
+    diversity_head: int = Field(5, ge=0)
+    tail_diversity: float = Field(0.0, ge=0)
+    moment_dense: float = Field(0.0, ge=0)

@@ -8,8 +8,11 @@ episode, BM25 over each episode's window (it and its neighbours in the same thre
 episode -- a turn of a conversation, a step of a task -- is often only findable with its
 neighbours) and embedding cosine. Hits are then picked greedily with a penalty for every hit
 already picked from the same moment of the same thread, so the top ``k`` covers more distinct
-moments instead of ten lines of one exchange. Optionally, episodes whose agent the query names get
-a relevance bonus (speaker-aware matching: "what did Caroline paint?").
+moments instead of ten lines of one exchange; that penalty can grow after the first few hits, so
+the head follows the score and the tail spreads over moments not yet represented. A moment's own
+match (BM25 over its joined episodes, cosine to its mean vector) can reorder the episodes found.
+Optionally, episodes whose agent the query names get a relevance bonus (speaker-aware matching:
+"what did Caroline paint?").
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class ScopeIndex:
     _moments: dict[float, Ints] = field(default_factory=dict, repr=False)
     _window_vectors: dict[int, Floats] = field(default_factory=dict, repr=False)
     _moment_index: dict[float, LexicalIndex] = field(default_factory=dict, repr=False)
+    _moment_vectors: dict[float, Floats] = field(default_factory=dict, repr=False)
 
     @property
     def size(self) -> int:
@@ -115,6 +119,9 @@ class ScopeIndex:
             + _fuse(dense_window_rank, weights.dense_window, weights.rrf_k)
         )
         # A moment's rank only lifts episodes another channel found: it orders matches, it does not add any.
+        if weights.moment_dense:
+            moment_dense_rank = self._moment_dense_ranks(query_vector, mask, weights.moment_minutes)
+            fused = fused + np.where(fused > 0, _fuse(moment_dense_rank, weights.moment_dense, weights.rrf_k), 0.0)
         fused = fused + np.where(fused > 0, _fuse(moment_rank, weights.moment, weights.rrf_k), 0.0)
         fused = self._spread(fused, mask, weights)
         if weights.named_agent:
@@ -143,24 +150,34 @@ class ScopeIndex:
         return np.array([agent in named for agent in self.agents], dtype=np.float64)
 
     def _pick(self, total: Floats, found: Mask, weights: RecallWeights, k: int) -> list[int]:
-        """Greedy top ``k`` by score, each pick lowering the rest of its moment's scores by ``diversity``."""
+        """Greedy top ``k`` by score, each pick lowering the rest of its moment's scores.
+
+        Every pick lowers the others of its moment by ``diversity``; from hit number
+        ``diversity_head`` on, by ``tail_diversity`` more, so the head of the list follows the
+        score and its tail reaches moments not yet represented.
+        """
         candidates = np.flatnonzero(found)
         candidates = candidates[np.argsort(-total[candidates], kind="stable")]
-        if weights.diversity == 0:
+        tail = weights.tail_diversity if weights.diversity_head < k else 0.0
+        if weights.diversity == 0 and tail == 0:
             return [int(row) for row in candidates[:k]]
         # Far enough down the list, no penalty on the others can lift a candidate into the top k.
         candidates = candidates[: k * 10]
-        score = total[candidates].astype(np.float64)
+        base = total[candidates].astype(np.float64)
         threads = np.asarray(self.threads, dtype=object)[candidates]
         times = self.created[candidates]
         window = weights.moment_minutes * 60.0
+        # How many hits already picked from each candidate's moment.
+        seen = np.zeros(len(candidates), dtype=np.float64)
+        taken = np.zeros(len(candidates), dtype=bool)
         picked: list[int] = []
         while len(picked) < min(k, len(candidates)):
+            penalty = weights.diversity + (tail if len(picked) >= weights.diversity_head else 0.0)
+            score = np.where(taken, -np.inf, base - penalty * seen)
             best = int(np.argmax(score))
             picked.append(int(candidates[best]))
-            same = (threads == threads[best]) & (np.abs(times - times[best]) <= window)
-            score = np.where(same, score - weights.diversity, score)
-            score[best] = -np.inf
+            taken[best] = True
+            seen += (threads == threads[best]) & (np.abs(times - times[best]) <= window)
         return picked
 
     def moments(self, minutes: float) -> Ints:
@@ -185,6 +202,22 @@ class ScopeIndex:
         wanted = set(moments[mask].tolist())
         order = [moment for moment in index.rank(query) if moment in wanted]
         rank_of = np.zeros(int(moments[-1]) + 1 if self.size else 0, dtype=np.int64)
+        rank_of[order] = np.arange(1, len(order) + 1)
+        return rank_of[moments]
+
+    def _moment_dense_ranks(self, query_vector: Floats, mask: Mask, minutes: float) -> Ints:
+        """1-based cosine rank of each episode's moment (the mean of its episodes' vectors); 0 for unranked."""
+        moments = self.moments(minutes)
+        count = int(moments[-1]) + 1
+        sums = self._moment_vectors.get(minutes)
+        if sums is None:
+            sums = np.zeros((count, self.vectors.shape[1]), dtype=np.float64)
+            np.add.at(sums, moments, self.vectors)
+            sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+            sums = self._moment_vectors[minutes] = sums.astype(np.float32)
+        wanted = np.unique(moments[mask])
+        order = wanted[np.argsort(-(sums[wanted] @ query_vector), kind="stable")]
+        rank_of = np.zeros(count, dtype=np.int64)
         rank_of[order] = np.arange(1, len(order) + 1)
         return rank_of[moments]
 

@@ -172,6 +172,43 @@ def test_diversity_spreads_hits_over_distinct_moments_of_a_thread(store: SyncEpi
     assert later in _texts(store.recall("tomatoes need water", scope=RecallScope(tenant="t"), k=2, weights=diverse))
 
 
+def test_tail_diversity_keeps_the_head_by_score_and_spreads_the_tail(store: SyncEpisodeStore) -> None:
+    same_moment = [f"Garden note {n}: the tomatoes need water." for n in range(3)]
+    later = "Garden note: the tomatoes were harvested."
+    store.record_many([Episode(tenant="t", thread="c1", text=t, created_at=T0) for t in same_moment])
+    store.record(Episode(tenant="t", thread="c1", text=later, created_at=T0 + timedelta(days=7)))
+    scope = RecallScope(tenant="t")
+
+    def recall(**update: float) -> list[str]:
+        weights = PLAIN.model_copy(update={"diversity": 0.0, **update})
+        return _texts(store.recall("tomatoes need water", scope=scope, k=3, weights=weights))
+
+    assert later not in recall()
+    assert recall(diversity_head=0, tail_diversity=1.0).index(later) == 1
+    headed = recall(diversity_head=2, tail_diversity=1.0)
+    assert headed[:2] == recall()[:2]
+    assert headed[2] == later
+    assert later not in recall(diversity_head=3, tail_diversity=1.0)
+
+
+def test_a_moment_that_matches_the_query_as_a_whole_lifts_its_episodes(store: SyncEpisodeStore) -> None:
+    vague = "I went there yesterday."
+    taxes = ["The tax forms are due in April.", vague, "I filed the receipts for the accountant."]
+    beach = ["The waves at the beach were huge.", vague, "Surfing lessons start at nine."]
+    store.record_many([Episode(tenant="t", thread="c1", text=t, created_at=T0) for t in taxes])
+    store.record_many([Episode(tenant="t", thread="c1", text=t, created_at=T0 + timedelta(days=7)) for t in beach])
+    scope = RecallScope(tenant="t")
+    flat = PLAIN.model_copy(update={"window": 0.0, "dense_window": 0.0, "diversity": 0.0})
+
+    def lift(weights: RecallWeights) -> float:
+        """How far the beach moment's vague turn scores above the tax moment's."""
+        hits = store.recall("Where did you go surfing at the beach?", scope=scope, k=6, weights=weights)
+        score = {hit.episode.created_at: hit.score for hit in hits if hit.episode.text == vague}
+        return score[T0 + timedelta(days=7)] - score[T0]
+
+    assert lift(flat.model_copy(update={"moment_dense": 5.0})) > lift(flat) + 0.04
+
+
 def test_naming_an_agent_in_the_query_favours_that_agents_episodes(store: SyncEpisodeStore) -> None:
     store.record_many(
         [
