@@ -150,11 +150,16 @@ class MemberClient(OpenAICompatModel):
                     await response.aread()
                     retry_after = response.headers.get("retry-after")
                     raise _classify(response.status_code, response.text, retry_after, self.retry_after_cap)
+                done = False
                 async for line in response.aiter_lines():
+                    # After [DONE] the body is read to its end, so the connection goes back to the pool
+                    # (returning at [DONE] threw it away: a new TCP connection per streamed request).
+                    if done:
+                        continue
                     event = _event(line)
                     if event is None:
-                        return
-                    if event:
+                        done = True
+                    elif event:
                         yield event
         except httpx2.TransportError as e:
             raise _transport(e) from e
