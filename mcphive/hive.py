@@ -153,7 +153,7 @@ class Hive:
             raise
 
     def _build(self, settings: Settings, model: ChatModel | None, task_group: TaskGroup, checkpointer: Any) -> None:
-        from mcphive.embeddings import get_embedder
+        from mcphive.embeddings import configure_embedder, get_embedder
 
         self._bus = EventBus()
         self._model = model
@@ -169,6 +169,7 @@ class Hive:
         for correction in self.corrections.load():
             if correction.agent in examples:
                 examples[correction.agent].append(correction.text)
+        configure_embedder(settings.embedding_device)
         semantic = SemanticRouter(examples, get_embedder())
         self._semantic = semantic
         self.cascade = RoutingCascade(

@@ -147,6 +147,11 @@ class Settings(BaseSettings):
     queue_max_attempts: int = Field(3, ge=1, description="Hand-outs of a task before it is failed.")
     queue_aging_s: float = Field(30.0, gt=0, description="Waiting this long lifts a task by one priority class.")
     queue_poll_s: float = Field(0.2, gt=0, description="How often idle workers look for durable work.")
+    embedding_device: str = Field(
+        "auto",
+        description="Where MiniLM runs: auto (a GPU when torch sees one, in fp16), cpu, cuda, cuda:1, ... "
+        "Large ingests belong on GPU hosts.",
+    )
     queue_fair_share: bool = Field(
         True,
         description="Tenants take turns among tasks of equal priority (after aging) and deadline; false: FIFO.",

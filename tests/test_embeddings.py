@@ -104,3 +104,18 @@ async def test_aembed_returns_the_same_vectors_as_embed(embedder: Embedder) -> N
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def test_the_device_is_chosen_before_first_use_and_a_conflicting_choice_later_is_a_config_error() -> None:
+    from mcphive.embeddings import configure_embedder
+    from mcphive.errors import ConfigError
+
+    embedder = get_embedder()
+    import torch
+
+    embedder.embed_one("load the model")  # loaded on "auto": the GPU where torch sees one, else the CPU
+    configure_embedder("auto")
+    configure_embedder("cuda" if torch.cuda.is_available() else "cpu")  # the same device: nothing to change
+    with pytest.raises(ConfigError, match="already loaded"):
+        configure_embedder("cuda:7")
+    assert get_embedder() is embedder
