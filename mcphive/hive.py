@@ -40,7 +40,7 @@ from mcphive.mcp_servers.state import StateStore, build_state_server
 from mcphive.mcp_servers.workspace import build_workspace_server
 from mcphive.memory import EpisodicMemory
 from mcphive.policy import PinStore
-from mcphive.redaction import install_log_redaction
+from mcphive.redaction import install_log_redaction, redact
 from mcphive.router.cascade import RoutingCascade
 from mcphive.router.corrections import CorrectionLog
 from mcphive.router.events import EventBus
@@ -348,9 +348,13 @@ class Hive:
         priority: Priority | str = Priority.NORMAL,
         agent: str | None = None,
     ) -> TaskHandle:
-        """Queue a task for the in-process workers and return its handle at once."""
+        """Queue a task for the in-process workers and return its handle at once.
+
+        A credential in ``text`` is redacted before the task is recorded or queued: no agent needs it,
+        and a durable queue would keep it.
+        """
         task = Task(
-            text=self._validate(text, agent),
+            text=redact(self._validate(text, agent)),
             workspace=str(Jail(workspace).root),
             priority=Priority(priority),
             agent=agent,
@@ -580,6 +584,8 @@ async def _checkpoints(settings: Settings) -> AsyncIterator[Any]:
     async with aiosqlite.connect(settings.data_dir / "checkpoints.db", timeout=30) as connection:
         await connection.execute("PRAGMA busy_timeout = 30000")
         await connection.execute("PRAGMA synchronous = NORMAL")
+        # A finished task's thread is deleted; its pages (raw tool results) are overwritten, not just freed.
+        await connection.execute("PRAGMA secure_delete = ON")
         saver = AsyncSqliteSaver(connection, serde=serde)
         await saver.setup()
         yield saver

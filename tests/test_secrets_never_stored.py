@@ -98,9 +98,12 @@ def stored_bytes(data_dir: Path) -> dict[str, bytes]:
     return {str(path.relative_to(data_dir)): path.read_bytes() for path in data_dir.rglob("*") if path.is_file()}
 
 
+@pytest.mark.parametrize("queue", ["memory", "sqlite"])
 async def test_planted_credentials_are_nowhere_outside_the_run(
-    settings: Settings, workspace: Path, spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+    settings: Settings, workspace: Path, spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture, queue: str
 ) -> None:
+    # The durable queue adds the queue's rows and the agent graph's checkpoints to what is stored.
+    settings = settings.model_copy(update={"queue": queue, "queue_poll_s": 0.05})
     model = ScriptedModel(
         [
             tool_call("read_file", path=PLANTED, start_line=1, end_line=40),
