@@ -25,9 +25,10 @@ def ingest_path(settings: Settings, path: Path, *, show_progress: bool | None = 
     if not path.exists():
         raise UsageError(f"{path} does not exist; pass a file or folder to ingest")
     store = DocumentStore.from_settings(settings)
+    chars, overlap = settings.rag_chunk_chars, settings.rag_chunk_overlap_lines
     try:
         if not (sys.stderr.isatty() if show_progress is None else show_progress):
-            return ingest(store, path)
+            return ingest(store, path, max_chars=chars, overlap_lines=overlap)
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -44,7 +45,7 @@ def ingest_path(settings: Settings, path: Path, *, show_progress: bool | None = 
             def advance(done: int, total: int, current: str) -> None:
                 bar.update(task, completed=done, total=total, description=current[-60:])
 
-            return ingest(store, path, progress=advance)
+            return ingest(store, path, max_chars=chars, overlap_lines=overlap, progress=advance)
     finally:
         store.close()
 

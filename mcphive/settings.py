@@ -195,6 +195,10 @@ class Settings(BaseSettings):
     rag_hnsw_ef_search: int = Field(
         400, ge=10, le=5000, description="HNSW search candidate list: higher finds more true neighbours, slower."
     )
+    rag_chunk_chars: int = Field(800, ge=100, le=20_000, description="RAG chunk size bound, in characters.")
+    rag_chunk_overlap_lines: int = Field(
+        2, ge=0, le=50, description="Lines a window of an oversized section shares with the one before it."
+    )
     rag_reranker: Literal["none", "lexical", "cross-encoder"] = Field(
         "none", description="Reorder RAG hits: lexical (query-term overlap) or a local cross-encoder model."
     )

@@ -72,3 +72,19 @@ def test_ingest_draws_its_progress_bar_on_stderr_and_reports_unchanged_files(
     again = ingest_path(settings, docs, show_progress=False)
     assert (again.files, again.unchanged, again.added) == (1, 1, 0)
     assert capsys.readouterr().err == ""
+
+
+def test_chunk_size_and_overlap_come_from_settings_and_a_change_re_chunks_unchanged_files(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "long.md").write_text("# Long\n" + "".join(f"step {i}: check the quote cache\n" for i in range(120)))
+    data = tmp_path / "data"
+    coarse = ingest_path(Settings(data_dir=data, rag_chunk_chars=2000), docs, show_progress=False)
+    fine = ingest_path(
+        Settings(data_dir=data, rag_chunk_chars=300, rag_chunk_overlap_lines=0), docs, show_progress=False
+    )
+    again = ingest_path(
+        Settings(data_dir=data, rag_chunk_chars=300, rag_chunk_overlap_lines=0), docs, show_progress=False
+    )
+    assert fine.unchanged == 0 and fine.chunks > coarse.chunks  # new sizes: the file is chunked again
+    assert (again.unchanged, again.chunks) == (1, fine.chunks)

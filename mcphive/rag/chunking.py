@@ -61,8 +61,8 @@ _Block = tuple[int, int]  # 0-based [start, end) line indexes
 _Headings = Callable[[int, int], str | None]  # (first, end) line indexes of a chunk -> its heading
 
 
-def _windows(lines: list[str], start: int, end: int, max_chars: int) -> Iterator[_Block]:
-    """Cut lines[start:end] into windows under ``max_chars`` that overlap by a couple of lines."""
+def _windows(lines: list[str], start: int, end: int, max_chars: int, overlap: int) -> Iterator[_Block]:
+    """Cut lines[start:end] into windows under ``max_chars`` that overlap by ``overlap`` lines."""
     i = start
     while i < end:
         j, size = i, 0
@@ -73,7 +73,7 @@ def _windows(lines: list[str], start: int, end: int, max_chars: int) -> Iterator
         if j >= end:
             return
         # Overlap keeps a sentence cut at the border findable from both sides, but always advance.
-        i = max(j - OVERLAP_LINES, i + 1)
+        i = max(j - overlap, i + 1)
 
 
 def _emit(
@@ -83,11 +83,12 @@ def _emit(
     kind: ChunkKind,
     max_chars: int,
     heading_of: _Headings | None = None,
+    overlap: int = OVERLAP_LINES,
 ) -> list[Chunk]:
     """Turn line blocks into chunks, windowing oversized blocks and dropping blank ones."""
     chunks: list[Chunk] = []
     for start, end in blocks:
-        for a, b in _windows(lines, start, end, max_chars):
+        for a, b in _windows(lines, start, end, max_chars, overlap):
             # Trim blank lines at the edges so spans point at content.
             while a < b and not lines[a].strip():
                 a += 1
@@ -124,19 +125,23 @@ def _blank_line_blocks(lines: list[str]) -> list[_Block]:
     return _split_at(starts, len(lines))
 
 
-def chunk_text(text: str, source: str, *, max_chars: int = MAX_CHARS) -> list[Chunk]:
+def chunk_text(text: str, source: str, *, max_chars: int = MAX_CHARS, overlap: int = OVERLAP_LINES) -> list[Chunk]:
     """Chunk plain text at blank-line paragraphs."""
     lines = text.splitlines(keepends=True)
-    return _emit(lines, _merge_small(lines, _blank_line_blocks(lines), max_chars), source, "text", max_chars)
+    return _emit(
+        lines, _merge_small(lines, _blank_line_blocks(lines), max_chars), source, "text", max_chars, overlap=overlap
+    )
 
 
-def chunk_code(text: str, source: str, *, max_chars: int = MAX_CHARS) -> list[Chunk]:
+def chunk_code(text: str, source: str, *, max_chars: int = MAX_CHARS, overlap: int = OVERLAP_LINES) -> list[Chunk]:
     """Chunk source code in a language we do not parse, at blank-line blocks."""
     lines = text.splitlines(keepends=True)
-    return _emit(lines, _merge_small(lines, _blank_line_blocks(lines), max_chars), source, "code", max_chars)
+    return _emit(
+        lines, _merge_small(lines, _blank_line_blocks(lines), max_chars), source, "code", max_chars, overlap=overlap
+    )
 
 
-def chunk_markdown(text: str, source: str, *, max_chars: int = MAX_CHARS) -> list[Chunk]:
+def chunk_markdown(text: str, source: str, *, max_chars: int = MAX_CHARS, overlap: int = OVERLAP_LINES) -> list[Chunk]:
     """Chunk Markdown: one section per heading (headings inside code fences do not count), then by size."""
     lines = text.splitlines(keepends=True)
     starts: list[int] = []
@@ -160,7 +165,7 @@ def chunk_markdown(text: str, source: str, *, max_chars: int = MAX_CHARS) -> lis
 
     sections = _join_bare_headings(lines, _split_at(starts, len(lines)))
     # Sections stay separate (a heading is a topic boundary); only oversized ones are windowed.
-    return _emit(lines, sections, source, "markdown", max_chars, heading_of)
+    return _emit(lines, sections, source, "markdown", max_chars, heading_of, overlap)
 
 
 def _join_bare_headings(lines: list[str], sections: list[_Block]) -> list[_Block]:
@@ -178,7 +183,7 @@ def _join_bare_headings(lines: list[str], sections: list[_Block]) -> list[_Block
     return joined
 
 
-def chunk_python(text: str, source: str, *, max_chars: int = MAX_CHARS) -> list[Chunk]:
+def chunk_python(text: str, source: str, *, max_chars: int = MAX_CHARS, overlap: int = OVERLAP_LINES) -> list[Chunk]:
     """Chunk Python at top-level statements: each ``def``/``class`` (with its decorators) starts a chunk.
 
     Code that does not parse falls back to blank-line blocks.
@@ -186,7 +191,7 @@ def chunk_python(text: str, source: str, *, max_chars: int = MAX_CHARS) -> list[
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
-        return chunk_code(text, source, max_chars=max_chars)
+        return chunk_code(text, source, max_chars=max_chars, overlap=overlap)
     lines = text.splitlines(keepends=True)
     starts: list[int] = []
     definitions: list[tuple[int, int, str]] = []  # 0-based [first, end) lines and "def name" / "class Name"
@@ -203,16 +208,16 @@ def chunk_python(text: str, source: str, *, max_chars: int = MAX_CHARS) -> list[
         return next((name for a, b, name in definitions if a <= first < b), None)
 
     blocks = [(a, b) for a, b in _split_at(starts, len(lines)) if "".join(lines[a:b]).strip()]
-    return _emit(lines, blocks, source, "python", max_chars, heading_of)
+    return _emit(lines, blocks, source, "python", max_chars, heading_of, overlap)
 
 
-def chunk_document(text: str, source: str, *, max_chars: int = MAX_CHARS) -> list[Chunk]:
+def chunk_document(text: str, source: str, *, max_chars: int = MAX_CHARS, overlap: int = OVERLAP_LINES) -> list[Chunk]:
     """Chunk ``text`` with the splitter its file name calls for (``source`` decides)."""
     name = source.lower()
     if name.endswith((".md", ".markdown", ".rst")):
-        return chunk_markdown(text, source, max_chars=max_chars)
+        return chunk_markdown(text, source, max_chars=max_chars, overlap=overlap)
     if name.endswith((".py", ".pyi")):
-        return chunk_python(text, source, max_chars=max_chars)
+        return chunk_python(text, source, max_chars=max_chars, overlap=overlap)
     if name.endswith(".txt"):
-        return chunk_text(text, source, max_chars=max_chars)
-    return chunk_code(text, source, max_chars=max_chars)
+        return chunk_text(text, source, max_chars=max_chars, overlap=overlap)
+    return chunk_code(text, source, max_chars=max_chars, overlap=overlap)

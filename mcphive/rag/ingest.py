@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from mcphive.errors import UsageError
-from mcphive.rag.chunking import MAX_CHARS, chunk_document
+from mcphive.rag.chunking import MAX_CHARS, OVERLAP_LINES, chunk_document
 from mcphive.rag.store import DocumentStore, FileRecord
 
 __all__ = ["SKIP_DIRS", "TEXT_SUFFIXES", "IngestReport", "Progress", "SkippedFile", "ingest"]
@@ -107,9 +107,9 @@ def _decode(data: bytes) -> tuple[str | None, str]:
         return None, "not UTF-8 text"
 
 
-def _digest(data: bytes, max_chars: int) -> str:
+def _digest(data: bytes, max_chars: int, overlap: int = OVERLAP_LINES) -> str:
     """Content hash of a file as it would be chunked (chunker version and size bound included)."""
-    return hashlib.sha256(f"{_CHUNKER_VERSION}\0{max_chars}\0".encode() + data).hexdigest()
+    return hashlib.sha256(f"{_CHUNKER_VERSION}\0{max_chars}\0{overlap}\0".encode() + data).hexdigest()
 
 
 def ingest(
@@ -119,6 +119,7 @@ def ingest(
     max_bytes_per_file: int = 1_000_000,
     max_files: int = 5000,
     max_chars: int = MAX_CHARS,
+    overlap_lines: int = OVERLAP_LINES,
     progress: Progress | None = None,
 ) -> IngestReport:
     """Chunk and store every text/code file under ``path`` (or ``path`` itself if it is a file).
@@ -134,6 +135,8 @@ def ingest(
         max_bytes_per_file: larger files are skipped (with a warning).
         max_files: files beyond this many are skipped (each reported).
         max_chars: chunk size bound, in characters.
+        overlap_lines: lines a window of an oversized section shares with the one before it (a sentence
+            cut at the border stays findable from both sides).
         progress: called after each file (see :data:`Progress`).
 
     Raises:
@@ -151,7 +154,7 @@ def ingest(
     for done, file in enumerate(files, start=1):
         relative = file.relative_to(root if folder else root.parent).as_posix()
         reason = _ingest_file(store, file, relative, str(base), records.get(relative), report, max_bytes_per_file,
-                              max_files, max_chars)  # fmt: skip
+                              max_files, max_chars, overlap_lines)  # fmt: skip
         if reason:
             report.skipped.append(SkippedFile(path=relative, reason=reason))
             if not reason.startswith("unsupported"):
@@ -181,6 +184,7 @@ def _ingest_file(
     max_bytes: int,
     max_files: int,
     max_chars: int,
+    overlap_lines: int,
 ) -> str:
     """Store one file's chunks (unless unchanged) and count it in ``report``; the reason it was skipped, or ""."""
     if not _is_ingestible(file):
@@ -190,7 +194,7 @@ def _ingest_file(
     data, reason = _read_bytes(file, max_bytes)
     if data is None:
         return reason
-    digest = _digest(data, max_chars)
+    digest = _digest(data, max_chars, overlap_lines)
     if record is not None and record.digest == digest:
         report.files += 1
         report.unchanged += 1
@@ -199,7 +203,7 @@ def _ingest_file(
     text, reason = _decode(data)
     if text is None:
         return reason
-    chunks = chunk_document(text, relative, max_chars=max_chars)
+    chunks = chunk_document(text, relative, max_chars=max_chars, overlap=overlap_lines)
     report.added += store.add(chunks)
     store.remove_source(relative, keep=[chunk.id for chunk in chunks])
     # Last: only a file whose chunks are all stored counts as done for the next run.

@@ -101,6 +101,14 @@ def test_large_sections_are_windowed_under_the_size_bound_with_overlap() -> None
         assert after.start_line > before.start_line
 
 
+def test_the_overlap_between_windows_is_a_setting_and_zero_means_none() -> None:
+    body = "".join(f"line {i} of a long section about chunking\n" for i in range(1, 101))
+    for overlap in (0, 2, 5):
+        chunks = chunk_document("# Long\n" + body, "long.md", max_chars=400, overlap=overlap)
+        shared = {after.start_line - before.end_line - 1 for before, after in itertools.pairwise(chunks)}
+        assert shared == {-overlap}, overlap  # each window starts `overlap` lines before the previous one ends
+
+
 def test_small_paragraphs_are_merged_up_to_the_size_bound() -> None:
     text = "\n\n".join(f"Paragraph {i}." for i in range(10)) + "\n"
     chunks = chunk_text(text, "notes.txt")
