@@ -32,7 +32,7 @@ from mcphive._backends import build_model
 from mcphive.agents.external import ExternalServers, pin_file
 from mcphive.agents.spec import AgentSpec, specs_for
 from mcphive.agents.toolbox import Connection, ConnectionBroker
-from mcphive.errors import InvalidTask, UnknownAgent, UsageError
+from mcphive.errors import ConfigError, InvalidTask, UnknownAgent, UsageError
 from mcphive.inference.base import ChatModel
 from mcphive.mcp_servers.jail import Jail
 from mcphive.mcp_servers.memory import build_memory_server
@@ -557,11 +557,13 @@ class Hive:
 
 @asynccontextmanager
 async def _checkpoints(settings: Settings) -> AsyncIterator[Any]:
-    """The agent loop's checkpoint saver: SQLite beside a durable queue, in memory for approvals, else none.
+    """The agent loop's checkpoint saver: in the PostgreSQL queue's database, SQLite beside a SQLite queue, in
+    memory for approvals with the in-process queue, else none.
 
-    With a durable queue a re-delivered task resumes from its last completed step in any worker
-    process that shares ``data_dir``. With the in-process queue nothing outlives the process, so
-    checkpoints are kept in memory, and only when a task can park for approval.
+    With a durable queue a re-delivered task resumes from its last completed step in any worker that
+    shares the queue (PostgreSQL: on any host; SQLite: any process sharing ``data_dir``). With the
+    in-process queue nothing outlives the process, so checkpoints are kept in memory, and only when a
+    task can park for approval.
     """
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
@@ -577,6 +579,10 @@ async def _checkpoints(settings: Settings) -> AsyncIterator[Any]:
 
         yield InMemorySaver(serde=serde)
         return
+    if settings.queue == "postgres":
+        async with _postgres_checkpoints(settings.queue_database_url, serde) as saver:
+            yield saver
+        return
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
@@ -587,5 +593,27 @@ async def _checkpoints(settings: Settings) -> AsyncIterator[Any]:
         # A finished task's thread is deleted; its pages (raw tool results) are overwritten, not just freed.
         await connection.execute("PRAGMA secure_delete = ON")
         saver = AsyncSqliteSaver(connection, serde=serde)
+        await saver.setup()
+        yield saver
+
+
+@asynccontextmanager
+async def _postgres_checkpoints(url: str, serde: Any) -> AsyncIterator[Any]:
+    """LangGraph's PostgreSQL saver on the queue's database (its own tables, created once), over a small pool."""
+    try:
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg.rows import dict_row
+        from psycopg_pool import AsyncConnectionPool
+    except ImportError as e:
+        raise ConfigError(
+            "queue 'postgres' keeps task checkpoints in PostgreSQL: pip install 'mcphive[postgres]'"
+        ) from e
+    from sqlalchemy import make_url
+
+    # SQLAlchemy's driver suffix (postgresql+psycopg://) is not a libpq URL.
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+    async with AsyncConnectionPool(conninfo, min_size=1, max_size=4, kwargs=kwargs, open=False) as pool:
+        saver = AsyncPostgresSaver(pool, serde=serde)  # type: ignore[arg-type]
         await saver.setup()
         yield saver

@@ -28,15 +28,20 @@ def lines(log: Path) -> list[str]:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_a_task_whose_worker_was_killed_resumes_from_its_last_completed_step(
-    settings: Settings, sample_workspace: Path, tmp_path: Path
+    settings: Settings, sample_workspace: Path, tmp_path: Path, request: pytest.FixtureRequest, backend: str
 ) -> None:
     (sample_workspace / "counter.txt").write_text("count\n")
     data_dir = tmp_path / "data"
-    env = {**os.environ, "MCPHIVE_DATA_DIR": str(data_dir), "MCPHIVE_QUEUE": "sqlite",
+    # PostgreSQL: the queue, the ledger and the checkpoints all live in the one database every host shares.
+    url = request.getfixturevalue("fresh_pg_url") if backend == "postgres" else None
+    env = {**os.environ, "MCPHIVE_DATA_DIR": str(data_dir), "MCPHIVE_QUEUE": backend,
            "MCPHIVE_QUEUE_LEASE_S": "3", "MCPHIVE_QUEUE_POLL_S": "0.1"}  # fmt: skip
-    front_settings = settings.model_copy(update={"queue": "sqlite", "queue_poll_s": 0.05, "workers": 0,
-                                                 "data_dir": data_dir})  # fmt: skip
+    if url is not None:
+        env["MCPHIVE_QUEUE_URL"] = url
+    front_settings = settings.model_copy(update={"queue": backend, "queue_url": url, "queue_poll_s": 0.05,
+                                                 "workers": 0, "data_dir": data_dir})  # fmt: skip
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     first = spawn("stall", first_log, env)
     second: subprocess.Popen[bytes] | None = None
@@ -70,3 +75,5 @@ async def test_a_task_whose_worker_was_killed_resumes_from_its_last_completed_st
     assert (sample_workspace / "counter.txt").read_text() == "count +\n"
     assert [c.tool for c in result.tool_calls] == ["ruff_check", "replace_block"]
     assert result.answer == "done"
+    # The checkpoints were where the queue is: nothing of them in the data folder with PostgreSQL.
+    assert (data_dir / "checkpoints.db").exists() is (backend == "sqlite")
