@@ -163,7 +163,7 @@ async def main(n: int) -> None:
         workspace = make_workspace(Path(tmp) / "ws")
         settings = Settings(data_dir=Path(tmp) / "data", workers=1)
         latencies, stages, throughput = await bench_hive(settings, workspace, n)
-        durable_settings = Settings(data_dir=Path(tmp) / "durable", workers=1, queue="sqlite", queue_poll_s=0.001)
+        durable_settings = Settings(data_dir=Path(tmp) / "durable", workers=1, queue="sqlite")
         durable, _, durable_throughput = await bench_hive(durable_settings, workspace, n)
         baseline = await bench_baseline(Settings(data_dir=Path(tmp) / "base"), workspace, n)
         routing = await bench_routing(Settings(data_dir=Path(tmp) / "route"), 100)

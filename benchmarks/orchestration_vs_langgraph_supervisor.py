@@ -31,13 +31,14 @@ thin LangChain ``BaseChatModel`` adapter (messages in, ``AIMessage`` with tool c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import StructuredTool
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.prebuilt import create_react_agent
 from langgraph_supervisor import create_supervisor
 from mcp import Client
@@ -173,68 +175,86 @@ async def decide(texts: list[str], data: Path) -> str:
     return AGENT
 
 
-async def bench_mcphive(texts: list[str], saver: str, workspace: Path, data: Path, agent: str) -> list[float]:
+RunOne = Callable[[str], Awaitable[None]]
+BLOCK = 25
+"""Tasks per turn of each system: short blocks, so that a drifting load on the shared machine hits both alike."""
+
+
+@contextlib.asynccontextmanager
+async def mcphive_runner(saver: str, workspace: Path, data: Path, agent: str) -> AsyncIterator[RunOne]:
+    """One task through mcphive: ``hive.run`` with the router's decision."""
     queue = "sqlite" if saver == "sqlite" else "memory"
-    settings = Settings(data_dir=data, workers=1, queue=queue, queue_poll_s=0.001, approval="writes", max_model_steps=1)
-    latencies = []
+    settings = Settings(data_dir=data, workers=1, queue=queue, approval="writes", max_model_steps=1)
     async with Hive.open(settings, model=FunctionModel(script)) as hive:
-        for text in texts[:20]:  # warm-up: connections, graph compile, SQLite pages
-            await hive.run(f"warm-up {text}", workspace=workspace, agent=agent)
-        for text in texts:
-            started = time.perf_counter()
+
+        async def run_one(text: str) -> None:
             result = await hive.run(text, workspace=workspace, agent=agent)
-            latencies.append((time.perf_counter() - started) * 1000)
             if result.status is not TaskStatus.SUCCEEDED:
                 raise SystemExit(f"mcphive task failed: {result.error}")
-    return latencies
+
+        yield run_one
 
 
-async def bench_supervisor(texts: list[str], saver: str, workspace: Path, data: Path, agent: str) -> list[float]:
+@contextlib.asynccontextmanager
+async def supervisor_runner(saver: str, workspace: Path, data: Path, agent: str) -> AsyncIterator[RunOne]:
+    """One task through the ``langgraph-supervisor`` baseline, on a new thread id."""
     from langgraph.checkpoint.memory import InMemorySaver
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    from mcphive.router.checkpoints import sqlite_checkpoints
 
     model = FunctionChatModel(model=FunctionModel(script))
-    latencies = []
     await anyio.Path(data).mkdir(parents=True, exist_ok=True)
     async with (
+        contextlib.AsyncExitStack() as stack,
         Client(build_workspace_server(workspace)) as ws,
         Client(build_state_server(StateStore())) as state,
-        AsyncSqliteSaver.from_conn_string(str(data / "checkpoints.db")) as sqlite_saver,
     ):
-        checkpointer = sqlite_saver if saver == "sqlite" else InMemorySaver()
+        if saver == "sqlite":  # the saver mcphive uses beside a SQLite queue, with the same serializer
+            checkpointer: Any = stack.enter_context(sqlite_checkpoints(data / "checkpoints.db", JsonPlusSerializer()))
+        else:
+            checkpointer = InMemorySaver()
         tools = [mcp_tool(ws, name) for name, _ in SURVEY] + [mcp_tool(state, "state_get")]
         worker = create_react_agent(model, tools, name=agent)
         supervisor = create_supervisor([worker], model=model).compile(checkpointer=checkpointer)
-        for i, text in enumerate([f"warm-up {t}" for t in texts[:20]] + texts):
-            started = time.perf_counter()
+
+        async def run_one(text: str) -> None:
             out = await supervisor.ainvoke(
                 {"messages": [{"role": "user", "content": text}]},
                 {"configurable": {"thread_id": uuid.uuid4().hex}},
             )
-            if i >= 20:
-                latencies.append((time.perf_counter() - started) * 1000)
             if not str(out["messages"][-1].content).startswith("ops:"):
                 raise SystemExit(f"baseline task did not finish: {out['messages'][-1]}")
-    return latencies
+
+        yield run_one
 
 
 async def run(saver: str, texts: list[str], root: Path, agent: str) -> dict[str, Any]:
     workspace = root / "ws"
     if not workspace.exists():
         make_workspace(workspace)
-    # Interleave halves so that drift of the machine hurts both sides alike.
-    half = len(texts) // 2
-    a = await bench_mcphive(texts[:half], saver, workspace, root / f"hive-{saver}-1", agent)
-    b = await bench_supervisor(texts[:half], saver, workspace, root / f"sup-{saver}-1", agent)
-    b += await bench_supervisor(texts[half:], saver, workspace, root / f"sup-{saver}-2", agent)
-    a += await bench_mcphive(texts[half:], saver, workspace, root / f"hive-{saver}-2", agent)
-    mine, base = summary(a), summary(b)
+    timed: dict[str, list[float]] = {"mcphive": [], "baseline": []}
+    async with (
+        mcphive_runner(saver, workspace, root / f"hive-{saver}", agent) as mine,
+        supervisor_runner(saver, workspace, root / f"sup-{saver}", agent) as base,
+    ):
+        runners = {"mcphive": mine, "baseline": base}
+        for run_one in runners.values():  # warm-up: connections, graph compile, SQLite pages
+            for text in texts[:20]:
+                await run_one(f"warm-up {text}")
+        for block, first in enumerate(range(0, len(texts), BLOCK)):
+            order = list(runners) if block % 2 == 0 else list(runners)[::-1]
+            for name in order:
+                for text in texts[first : first + BLOCK]:
+                    started = time.perf_counter()
+                    await runners[name](text)
+                    timed[name].append((time.perf_counter() - started) * 1000)
+    mcphive, baseline = summary(timed["mcphive"]), summary(timed["baseline"])
     return {
-        "mcphive_ms_per_task": mine["mean_ms"],
-        "baseline_ms_per_task": base["mean_ms"],
-        "ratio": round(mine["mean_ms"] / base["mean_ms"], 3),
-        "mcphive": mine,
-        "baseline": base,
+        "mcphive_ms_per_task": mcphive["mean_ms"],
+        "baseline_ms_per_task": baseline["mean_ms"],
+        "ratio": round(mcphive["mean_ms"] / baseline["mean_ms"], 3),
+        "mcphive": mcphive,
+        "baseline": baseline,
     }
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from mcphive._backends import build_model
@@ -75,11 +76,16 @@ log = logging.getLogger(__name__)
 _KEEP_FINISHED = 1000
 """Finished tasks whose results and events stay in process memory; older ones are read back from the store."""
 
+_WAIT_POLL_S = (0.02, 0.5)
+"""The first and the longest pause between two looks at a task's record while waiting for a worker elsewhere."""
+
 
 @dataclass
 class _Pending:
     done: anyio.Event
     result: TaskResult | None = None
+    running_here: bool = False
+    """One of this hive's workers holds the task: its end sets ``done``, so ``wait`` need not poll the store."""
 
 
 class TaskHandle:
@@ -387,6 +393,8 @@ class Hive:
         while True:
             claim = await self.queue.claim(worker_id)
             await self._run_claim(claim, worker_id)
+            # Let the finished task's waiters run before this worker's next claim, which may run inline.
+            await anyio.lowlevel.checkpoint()
 
     async def _run_claim(self, claim: Claim, worker_id: str) -> None:
         """Run one claimed task, keeping its lease alive; a lease lost to another worker abandons the run.
@@ -394,10 +402,17 @@ class Hive:
         A run that stopped for an approval parks the task in the queue and frees this worker.
         """
         outcome: TaskResult | Parked | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(keep_alive, self.queue, claim, worker_id, tg.cancel_scope)
-            outcome = await self.manager.execute(claim.task, claim.decisions)
-            tg.cancel_scope.cancel()
+        pending = self._pending.get(claim.task.id)
+        if pending is not None:
+            pending.running_here = True
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(keep_alive, self.queue, claim, worker_id, tg.cancel_scope)
+                outcome = await self.manager.execute(claim.task, claim.decisions)
+                tg.cancel_scope.cancel()
+        finally:
+            if pending is not None:
+                pending.running_here = False
         if outcome is None:
             log.warning("lost the lease on task %s; another worker runs it now", claim.task.id)
             return
@@ -513,14 +528,18 @@ class Hive:
         """Wait for a task to end and return its result.
 
         A task this hive's own workers run is awaited on an event; with a durable queue, any worker process may
-        run it, so the task's record in memory is polled until it has ended.
+        run it, so the task's record in memory is also polled until it has ended, after 20 ms at first and
+        backing off to every half second (a task that runs here still ends the wait at once).
         """
         pending = self._pending.get(task_id)
         if pending is None and not self.queue.durable:
             return await self._recorded(task_id)
+        poll_s, longest = (max(self.settings.queue_poll_s, limit) for limit in _WAIT_POLL_S)
         while True:
             if pending is not None:
-                with anyio.move_on_after(self.settings.queue_poll_s if self.queue.durable else math.inf):
+                # Running here: look at the store again only after a lease's length (its loss ends the run here).
+                timeout = self.settings.queue_lease_s if pending.running_here else poll_s
+                with anyio.move_on_after(timeout if self.queue.durable else math.inf):
                     await pending.done.wait()
                 if pending.result is not None:
                     return pending.result
@@ -533,7 +552,8 @@ class Hive:
                 if request is not None:
                     await self._offer(request)
             if pending is None:
-                await anyio.sleep(self.settings.queue_poll_s)
+                await anyio.sleep(poll_s)
+            poll_s = min(poll_s * 2, longest)
 
     async def cancel(self, task_id: str) -> bool:
         """Cancel a queued or running task; False if it had already ended."""
@@ -583,17 +603,9 @@ async def _checkpoints(settings: Settings) -> AsyncIterator[Any]:
         async with _postgres_checkpoints(settings.queue_database_url, serde) as saver:
             yield saver
         return
-    import aiosqlite
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    from mcphive.router.checkpoints import sqlite_checkpoints
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    async with aiosqlite.connect(settings.data_dir / "checkpoints.db", timeout=30) as connection:
-        await connection.execute("PRAGMA busy_timeout = 30000")
-        await connection.execute("PRAGMA synchronous = NORMAL")
-        # A finished task's thread is deleted; its pages (raw tool results) are overwritten, not just freed.
-        await connection.execute("PRAGMA secure_delete = ON")
-        saver = AsyncSqliteSaver(connection, serde=serde)
-        await saver.setup()
+    with sqlite_checkpoints(settings.data_dir / "checkpoints.db", serde) as saver:
         yield saver
 
 

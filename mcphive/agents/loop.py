@@ -2,19 +2,23 @@
 
 ::
 
-    START -> survey -> choose --(tool)--> act -> choose ...
-                          \\--(finish / step limit / repeat)--> summarize -> END
+    START -> turn --(a call chosen)--> turn ...
+                  \\--(finish / step limit / repeat)--> summarize -> END
 
-``survey`` runs the spec's deterministic tool calls, so every agent has a useful floor whatever
-the model. ``choose`` asks the model for one bounded choice: a tool from the agent's scoped list,
-with arguments narrowed to valid values (enums of the workspace's real files), or ``finish``.
-``summarize`` asks the model for the final answer. Each step records who chose it.
+The first ``turn`` runs the spec's deterministic survey calls, so every agent has a useful floor
+whatever the model; every later one makes the call the previous turn chose. Then the turn asks the
+model for one bounded choice: a tool from the agent's scoped list, with arguments narrowed to valid
+values (enums of the workspace's real files), or ``finish``. ``summarize`` asks the model for the
+final answer. Each step records who chose it.
 
 Durability: with a checkpointer the graph's state is saved after every node under the task's id,
 so a run that stopped midway (its worker died, or it parked for approval) continues from its last
 completed node. A tool that writes (see :meth:`ToolBox.writes`) may need an approval first
 (:class:`ApprovalNeeded` stops the run until a decision exists), and its outcome is recorded in a
-:class:`Ledger`, so a re-run returns the recorded outcome instead of writing again.
+:class:`Ledger`, so a re-run returns the recorded outcome instead of writing again. A turn is one
+node rather than two (calls, then choice) because every node costs a checkpoint: a worker that dies
+during a turn's model call makes the turn's calls again on resume, and a writing one among them is
+read back from the ledger rather than made twice.
 """
 
 from __future__ import annotations
@@ -109,6 +113,7 @@ class AgentRun(TypedDict):
     model_steps: int
     pending: ModelToolCall | None
     answer: str
+    surveyed: bool
 
 
 @cache
@@ -203,14 +208,6 @@ async def _tool_step(ctx: LoopContext, steps: list[Step], name: str, arguments: 
     await ctx.emit("step", {"index": step.index, "kind": by, "tool": call.tool, "is_error": call.is_error})
 
 
-async def survey(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, Any]:
-    """Run the spec's deterministic survey; each call is one step chosen by the survey."""
-    steps = list(state["steps"])
-    for planned in runtime.context.spec.survey:
-        await _tool_step(runtime.context, steps, planned.tool, dict(planned.arguments), "survey")
-    return {"steps": steps}
-
-
 async def _chat(ctx: LoopContext, request: ChatRequest) -> ChatResponse:
     """One model call, retried with exponential backoff (or the server's Retry-After) when the failure is transient."""
     for attempt in range(ctx.model_retries + 1):
@@ -245,40 +242,37 @@ def _already_made(steps: list[Step], call: ModelToolCall) -> bool:
     return any(c.tool == call.name and c.arguments == call.arguments for s in steps for c in s.tool_calls)
 
 
-async def choose(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, Any]:
-    """Ask the model for one bounded choice: a further tool call, or finish."""
+async def turn(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    """Make the survey's calls (first turn) or the one the model chose last turn, then ask for the next choice."""
     ctx = runtime.context
-    if state["model_steps"] >= ctx.max_model_steps or not ctx.toolbox.allowed:
-        return {"pending": None}
-    done = [(c.tool, c.arguments) for s in state["steps"] for c in s.tool_calls]
+    steps, model_steps, pending = list(state["steps"]), state["model_steps"], state["pending"]
+    if not state["surveyed"]:
+        for planned in ctx.spec.survey:
+            await _tool_step(ctx, steps, planned.tool, dict(planned.arguments), "survey")
+    if pending is not None:
+        await _tool_step(ctx, steps, pending.name, pending.arguments, "model")
+        model_steps += 1
+    update: dict[str, Any] = {"steps": steps, "model_steps": model_steps, "pending": None, "surveyed": True}
+    if model_steps >= ctx.max_model_steps or not ctx.toolbox.allowed:
+        return update
+    done = [(c.tool, c.arguments) for s in steps for c in s.tool_calls]
     # A constrained model makes at least one real choice before it may stop.
     tools = await narrowed_tools(
         ctx.toolbox,
         constrain=ctx.constrain,
         done=done,
-        allow_finish=not ctx.constrain or state["model_steps"] > 0,
-        focus=_finding_files(state["steps"]),
+        allow_finish=not ctx.constrain or model_steps > 0,
+        focus=_finding_files(steps),
     )
-    request = ChatRequest(
-        messages=_context_messages(ctx, state["steps"]), tools=tools, tool_choice="required", max_tokens=160
-    )
+    request = ChatRequest(messages=_context_messages(ctx, steps), tools=tools, tool_choice="required", max_tokens=160)
     response = await _chat(ctx, request)
     await ctx.emit("model", {"purpose": "choose", "usage": response.usage.model_dump()})
     await ctx.budget.charge(response.usage, ctx.emit)
-    usage = state["usage"] + response.usage
+    update["usage"] = state["usage"] + response.usage
     calls = response.message.tool_calls
-    if not calls or calls[0].name == FINISH or _already_made(state["steps"], calls[0]):
-        return {"pending": None, "usage": usage}
-    return {"pending": calls[0], "usage": usage}
-
-
-async def act(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, Any]:
-    """Run the tool call the model chose."""
-    pending = state["pending"]
-    assert pending is not None
-    steps = list(state["steps"])
-    await _tool_step(runtime.context, steps, pending.name, pending.arguments, "model")
-    return {"steps": steps, "pending": None, "model_steps": state["model_steps"] + 1}
+    if calls and calls[0].name != FINISH and not _already_made(steps, calls[0]):
+        update["pending"] = calls[0]
+    return update
 
 
 async def summarize(state: AgentRun, runtime: Runtime[LoopContext]) -> dict[str, Any]:
@@ -313,8 +307,8 @@ def _without_repeats(text: str) -> str:
     return "\n".join(kept).strip()
 
 
-def _after_choose(state: AgentRun) -> Literal["act", "summarize"]:
-    return "act" if state["pending"] is not None else "summarize"
+def _after_turn(state: AgentRun) -> Literal["turn", "summarize"]:
+    return "turn" if state["pending"] is not None else "summarize"
 
 
 _compiled: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -323,14 +317,10 @@ _compiled: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 @cache
 def _builder() -> StateGraph[AgentRun, LoopContext, AgentRun, AgentRun]:
     graph = StateGraph(AgentRun, context_schema=LoopContext)
-    graph.add_node("survey", survey)
-    graph.add_node("choose", choose)
-    graph.add_node("act", act)
+    graph.add_node("turn", turn)
     graph.add_node("summarize", summarize)
-    graph.add_edge(START, "survey")
-    graph.add_edge("survey", "choose")
-    graph.add_conditional_edges("choose", _after_choose)
-    graph.add_edge("act", "choose")
+    graph.add_edge(START, "turn")
+    graph.add_conditional_edges("turn", _after_turn)
     graph.add_edge("summarize", END)
     return graph
 
@@ -359,8 +349,10 @@ async def run_agent(ctx: LoopContext) -> AgentRun:
     Raises:
         ApprovalNeeded: a writing call waits for a decision (its state up to the call is checkpointed).
     """
-    initial: AgentRun = {"steps": [], "usage": Usage(), "model_steps": 0, "pending": None, "answer": ""}
-    limit = 4 + 2 * ctx.max_model_steps + len(ctx.spec.survey)
+    initial: AgentRun = {
+        "steps": [], "usage": Usage(), "model_steps": 0, "pending": None, "answer": "", "surveyed": False
+    }  # fmt: skip
+    limit = 3 + ctx.max_model_steps
     config: dict[str, Any] = {"recursion_limit": limit}
     start: AgentRun | None = initial
     if ctx.checkpointer is not None:

@@ -9,25 +9,37 @@ two of them upgrade a read lock at the same moment.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
+from anyio import to_thread
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from mcphive.errors import StoreError
 
-__all__ = ["BEGIN_OPTION", "MIGRATIONS_DIR", "create_store_engine", "describe", "migrate", "transaction", "writer"]
+__all__ = [
+    "BEGIN_OPTION",
+    "MIGRATIONS_DIR",
+    "create_store_engine",
+    "describe",
+    "migrate",
+    "run_blocking",
+    "transaction",
+    "writer",
+]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BEGIN_OPTION = "mcphive_begin"
@@ -90,7 +102,50 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _on_sqlite_begin(connection: Connection) -> None:
-    connection.exec_driver_sql(connection.get_execution_options().get(BEGIN_OPTION, "BEGIN"))
+    first_inline = _INLINE.get() == "first"
+    if first_inline:
+        connection.exec_driver_sql("PRAGMA busy_timeout = 0")
+        connection.info[_NO_WAIT] = True
+    elif connection.info.pop(_NO_WAIT, False):  # left by an inline transaction: wait as usual again
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    try:
+        connection.exec_driver_sql(connection.get_execution_options().get(BEGIN_OPTION, "BEGIN"))
+    except OperationalError as e:
+        if first_inline and "locked" in str(e.orig):
+            raise _WouldWait from e
+        raise
+    if first_inline:
+        _INLINE.set("later")
+
+
+class _WouldWait(Exception):
+    """An inline operation's first transaction found the database locked; run the operation in a thread."""
+
+
+_INLINE: ContextVar[Literal["first", "later"] | None] = ContextVar("mcphive_store_inline", default=None)
+_NO_WAIT = "mcphive_no_wait"
+
+
+async def run_blocking(engine: Engine, operation: Callable[[], T]) -> T:
+    """Run ``operation`` — one short store operation of a transaction or two on ``engine`` — for async code.
+
+    On SQLite it runs inline, on the event loop's thread, when its first transaction can begin at
+    once: that transaction begins with SQLite's busy timeout at zero, and if another connection holds
+    the write lock the operation (nothing of it done yet) is run again in a worker thread, where it
+    waits as usual. On a small, busy machine the hop to a thread and back costs more than the
+    transaction (measured: a queue insert 0.75 ms inline, 2.2 ms through a thread), and a task makes
+    about eight of them. Anything else (PostgreSQL: a network round trip) always runs in a thread.
+    Long operations (bulk imports, recall with embeddings) must call ``to_thread`` themselves.
+    """
+    if engine.dialect.name == "sqlite":
+        token = _INLINE.set("first")
+        try:
+            return operation()
+        except _WouldWait:
+            pass
+        finally:
+            _INLINE.reset(token)
+    return await to_thread.run_sync(operation)
 
 
 def create_store_engine(url: str) -> Engine:

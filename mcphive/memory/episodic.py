@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Self, overload
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from anyio import to_thread
 from sqlalchemy import Engine
 
 from mcphive.types import Principal, Route, Task, TaskResult, TaskStatus
 
+from ._engine import run_blocking
 from .sync import SyncEpisodicMemory, TaskSummary
 
 if TYPE_CHECKING:
@@ -22,12 +23,15 @@ if TYPE_CHECKING:
 
 __all__ = ["EpisodicMemory"]
 
+T = TypeVar("T")
+
 
 class EpisodicMemory:
     """What every task asked, how it was routed, each step and tool call, and how it ended.
 
     Every method runs one short transaction of the wrapped :class:`SyncEpisodicMemory`
-    (available as :attr:`sync`) in a worker thread. A cancelled caller does not abandon the
+    (available as :attr:`sync`) in a worker thread, or inline when SQLite can take it at once
+    (see :func:`~mcphive.memory._engine.run_blocking`). A cancelled caller does not abandon the
     thread, so a transaction already under way still commits or rolls back as a whole.
 
     Args:
@@ -131,6 +135,10 @@ class EpisodicMemory:
             max_notes=max_notes,
         )
 
+    async def _run(self, operation: Callable[[], T]) -> T:
+        """A short operation of the store, inline when SQLite's lock is free (see :func:`run_blocking`)."""
+        return await run_blocking(self.sync.engine, operation)
+
     @property
     def engine(self) -> Engine:
         """The engine shared with :class:`~mcphive.memory.KnowledgeBase`."""
@@ -150,23 +158,23 @@ class EpisodicMemory:
 
     async def record_task(self, task: Task, status: TaskStatus = TaskStatus.QUEUED) -> None:
         """Insert ``task`` with ``status``; recording the same id again changes nothing."""
-        await to_thread.run_sync(self.sync.record_task, task, status)
+        await self._run(lambda: self.sync.record_task(task, status))
 
     async def record_route(self, task_id: str, route: Route) -> None:
         """Add a routing decision to a recorded task. Raises UsageError for an unknown task."""
-        await to_thread.run_sync(self.sync.record_route, task_id, route)
+        await self._run(lambda: self.sync.record_route(task_id, route))
 
     async def set_status(self, task_id: str, status: TaskStatus, *, error: str | None = None) -> None:
         """Move a recorded task to ``status``, stamping start/finish times. Raises UsageError for an unknown task."""
-        await to_thread.run_sync(lambda: self.sync.set_status(task_id, status, error=error))
+        await self._run(lambda: self.sync.set_status(task_id, status, error=error))
 
     async def record_result(self, result: TaskResult) -> None:
         """Store ``result`` and its subtasks in one transaction; see :meth:`SyncEpisodicMemory.record_result`."""
-        await to_thread.run_sync(self.sync.record_result, result)
+        await self._run(lambda: self.sync.record_result(result))
 
     async def get(self, task_id: str) -> TaskResult | None:
         """Rebuild the full TaskResult of ``task_id`` (steps, tool calls, subtasks), or ``None``."""
-        return await to_thread.run_sync(self.sync.get, task_id)
+        return await self._run(lambda: self.sync.get(task_id))
 
     async def recent(self, limit: int = 20, *, principal: Principal | None = None) -> list[TaskSummary]:
         """The newest top-level tasks first, only ``principal``'s when given."""
@@ -204,4 +212,4 @@ class EpisodicMemory:
 
     async def resolve_id(self, prefix: str) -> str:
         """Return the one task id starting with ``prefix``. Raises UsageError when none or several do."""
-        return await to_thread.run_sync(self.sync.resolve_id, prefix)
+        return await self._run(lambda: self.sync.resolve_id(prefix))

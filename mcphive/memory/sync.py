@@ -164,7 +164,7 @@ class SyncEpisodicMemory:
         """Insert ``task`` (its credentials redacted) with ``status``; recording the same id again changes nothing."""
         task = redact_task(task)
         with self._session(f"record task {task.id}", write=True) as session:
-            if session.scalar(select(TaskRow.id).where(TaskRow.id == task.id)) is not None:
+            if session.scalar(select(_TASKS.c.id).where(_TASKS.c.id == task.id)) is not None:
                 return
             session.execute(
                 insert(_TASKS),
@@ -210,12 +210,12 @@ class SyncEpisodicMemory:
         if error is not None:
             values["error"] = redact(error)
         if status is TaskStatus.RUNNING:
-            values["started_at"] = func.coalesce(TaskRow.started_at, now)
+            values["started_at"] = func.coalesce(_TASKS.c.started_at, now)
         if status.terminal:
-            values["finished_at"] = func.coalesce(TaskRow.finished_at, now)
-        statement = update(TaskRow).where(TaskRow.id == task_id).values(**values)
+            values["finished_at"] = func.coalesce(_TASKS.c.finished_at, now)
+        statement = update(_TASKS).where(_TASKS.c.id == task_id).values(**values)
         with self._session(f"set the status of task {task_id}", write=True) as session:
-            result = session.execute(statement, execution_options={"synchronize_session": False})
+            result = session.execute(statement)
             if cast(CursorResult[Any], result).rowcount == 0:
                 raise UsageError(f"no task {task_id!r} in memory; record_task() it before setting its status")
 

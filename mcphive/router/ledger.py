@@ -17,13 +17,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from anyio import to_thread
 from sqlalchemy import Engine, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from mcphive.agents.toolbox import ToolOutcome
 from mcphive.errors import StoreError
-from mcphive.memory._engine import transaction, writer
+from mcphive.memory._engine import run_blocking, transaction, writer
 from mcphive.memory._tables import LedgerRow
 from mcphive.redaction import redact_tree
 
@@ -46,7 +45,7 @@ class ToolLedger:
 
     async def recorded(self, task_id: str, key: str) -> ToolOutcome | None:
         """The outcome recorded for ``key`` of ``task_id``, or None when the call was never completed."""
-        return await to_thread.run_sync(self._recorded, task_id, key)
+        return await run_blocking(self._engine, lambda: self._recorded(task_id, key))
 
     def _recorded(self, task_id: str, key: str) -> ToolOutcome | None:
         query = select(_C.result, _C.structured, _C.is_error).where(_C.task_id == task_id, _C.call_key == key)
@@ -73,7 +72,7 @@ class ToolLedger:
             "is_error": outcome.is_error,
             "recorded_at": time.time(),
         }
-        await to_thread.run_sync(self._record, row)
+        await run_blocking(self._engine, lambda: self._record(row))
 
     @staticmethod
     def _redacted(row: dict[str, Any]) -> dict[str, Any]:

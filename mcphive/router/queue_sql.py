@@ -6,17 +6,18 @@ keep it, and completes or fails it; only the lease's owner may. A task whose wor
 claimable again once its lease expires, until it has been handed out ``max_attempts`` times.
 
 :class:`DurableQueue` is async: it runs each method of the blocking :class:`SyncDurableQueue`
-(its ``.sync``) in a worker thread. Times are UNIX seconds on the queue's clock.
+(its ``.sync``) in a worker thread, or inline on SQLite when the lock is free
+(:func:`~mcphive.memory._engine.run_blocking`). Times are UNIX seconds on the queue's clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Self
+from collections.abc import Callable, Sequence
+from typing import Any, Self, TypeVar
 
 import anyio
-from anyio import to_thread
 
+from mcphive.memory._engine import run_blocking
 from mcphive.types import Task
 
 from ._queue_sync import Lease, QueueEntry, SyncDurableQueue
@@ -24,9 +25,12 @@ from .prioritizer import QueueStats
 
 __all__ = ["DurableQueue", "Lease", "QueueEntry", "SyncDurableQueue"]
 
+T = TypeVar("T")
+
 
 class DurableQueue:
-    """The async face of :class:`SyncDurableQueue` (reachable as :attr:`sync`): each call runs in a worker thread.
+    """The async face of :class:`SyncDurableQueue` (reachable as :attr:`sync`): each call runs in a worker thread
+    (inline on SQLite when it can take its lock at once).
 
     A cancelled caller does not abandon the thread, so a claim under way still commits or rolls
     back as a whole; a lease it took unseen simply expires and the task is handed out again.
@@ -43,6 +47,10 @@ class DurableQueue:
         """Open and migrate the database at ``url`` (blocking: call it while building the application)."""
         return cls(SyncDurableQueue.open(url, **options))
 
+    async def _run(self, operation: Callable[[], T]) -> T:
+        """One operation of the blocking queue: inline when SQLite's lock is free, else in a worker thread."""
+        return await run_blocking(self.sync.engine, operation)
+
     def close(self) -> None:
         """Close every pooled connection."""
         self.sync.close()
@@ -55,19 +63,19 @@ class DurableQueue:
 
     async def put(self, task: Task, *, deadline: float | None = None) -> None:
         """See :meth:`SyncDurableQueue.put`."""
-        await to_thread.run_sync(lambda: self.sync.put(task, deadline=deadline))
+        await self._run(lambda: self.sync.put(task, deadline=deadline))
 
     async def put_many(self, tasks: Sequence[Task], *, deadlines: Sequence[float | None] | None = None) -> None:
         """See :meth:`SyncDurableQueue.put_many`."""
-        await to_thread.run_sync(lambda: self.sync.put_many(tasks, deadlines=deadlines))
+        await self._run(lambda: self.sync.put_many(tasks, deadlines=deadlines))
 
     async def claim(self, worker_id: str, *, lease_s: float | None = None) -> Lease | None:
         """The next task under a lease, or None when nothing is waiting; see :meth:`SyncDurableQueue.claim`."""
-        return await to_thread.run_sync(lambda: self.sync.claim(worker_id, lease_s=lease_s))
+        return await self._run(lambda: self.sync.claim(worker_id, lease_s=lease_s))
 
     async def claim_many(self, worker_id: str, n: int, *, lease_s: float | None = None) -> list[Lease]:
         """See :meth:`SyncDurableQueue.claim_many`."""
-        return await to_thread.run_sync(lambda: self.sync.claim_many(worker_id, n, lease_s=lease_s))
+        return await self._run(lambda: self.sync.claim_many(worker_id, n, lease_s=lease_s))
 
     async def claim_wait(
         self, worker_id: str, n: int = 1, *, lease_s: float | None = None, poll_s: float = 0.2
@@ -85,40 +93,40 @@ class DurableQueue:
 
     async def heartbeat(self, task_id: str, worker_id: str, *, lease_s: float | None = None) -> bool:
         """See :meth:`SyncDurableQueue.heartbeat`."""
-        return await to_thread.run_sync(lambda: self.sync.heartbeat(task_id, worker_id, lease_s=lease_s))
+        return await self._run(lambda: self.sync.heartbeat(task_id, worker_id, lease_s=lease_s))
 
     async def complete(self, task_id: str, worker_id: str) -> bool:
         """See :meth:`SyncDurableQueue.complete`."""
-        return await to_thread.run_sync(self.sync.complete, task_id, worker_id)
+        return await self._run(lambda: self.sync.complete(task_id, worker_id))
 
     async def complete_many(self, task_ids: Sequence[str], worker_id: str) -> int:
         """See :meth:`SyncDurableQueue.complete_many`."""
-        return await to_thread.run_sync(self.sync.complete_many, task_ids, worker_id)
+        return await self._run(lambda: self.sync.complete_many(task_ids, worker_id))
 
     async def fail(self, task_id: str, worker_id: str, *, error: str = "", retry: bool = False) -> bool:
         """See :meth:`SyncDurableQueue.fail`."""
-        return await to_thread.run_sync(lambda: self.sync.fail(task_id, worker_id, error=error, retry=retry))
+        return await self._run(lambda: self.sync.fail(task_id, worker_id, error=error, retry=retry))
 
     async def park(self, task_id: str, worker_id: str, pending: dict[str, Any]) -> bool:
         """See :meth:`SyncDurableQueue.park`."""
-        return await to_thread.run_sync(self.sync.park, task_id, worker_id, pending)
+        return await self._run(lambda: self.sync.park(task_id, worker_id, pending))
 
     async def decide(self, task_id: str, decision: dict[str, Any]) -> dict[str, Any] | None:
         """See :meth:`SyncDurableQueue.decide`."""
-        return await to_thread.run_sync(self.sync.decide, task_id, decision)
+        return await self._run(lambda: self.sync.decide(task_id, decision))
 
     async def pending(self, task_id: str) -> dict[str, Any] | None:
         """See :meth:`SyncDurableQueue.pending`."""
-        return await to_thread.run_sync(self.sync.pending, task_id)
+        return await self._run(lambda: self.sync.pending(task_id))
 
     async def remove(self, task_id: str) -> bool:
         """See :meth:`SyncDurableQueue.remove`."""
-        return await to_thread.run_sync(self.sync.remove, task_id)
+        return await self._run(lambda: self.sync.remove(task_id))
 
     async def entry(self, task_id: str) -> QueueEntry | None:
         """See :meth:`SyncDurableQueue.entry`."""
-        return await to_thread.run_sync(self.sync.entry, task_id)
+        return await self._run(lambda: self.sync.entry(task_id))
 
     async def stats(self) -> QueueStats:
         """See :meth:`SyncDurableQueue.stats`."""
-        return await to_thread.run_sync(self.sync.stats)
+        return await self._run(self.sync.stats)

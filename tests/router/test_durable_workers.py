@@ -40,6 +40,18 @@ async def test_a_submit_only_hive_gets_results_from_another_hives_workers(
     assert all(r.answer == "done" for r in results)
 
 
+@pytest.mark.anyio
+async def test_a_task_put_in_this_process_wakes_its_idle_workers_without_waiting_for_a_poll(
+    settings: Settings, sample_workspace: Path
+) -> None:
+    model = FunctionModel(lambda r: "done" if r.tool_choice == "none" else tool_call("finish"))
+    async with Hive.open(durable(settings, workers=1, queue_poll_s=600), model=model) as hive:
+        await anyio.sleep(0.2)  # the worker has made its first, empty claim and waits for the next poll
+        with anyio.fail_after(60):  # far less than the poll interval: only the put's nudge can wake it
+            result = await hive.run("lint the code", workspace=sample_workspace, agent="code")
+    assert result.status is TaskStatus.SUCCEEDED
+
+
 @pytest.fixture
 def worker_env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "MCPHIVE_DATA_DIR": str(tmp_path / "data"), "MCPHIVE_QUEUE": "sqlite",

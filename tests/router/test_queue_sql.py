@@ -294,3 +294,54 @@ async def test_the_async_queue_waits_for_a_task_put_by_another_caller(queue_url:
         assert await queue.heartbeat(t.id, "w") is True
         assert await queue.complete(t.id, "w") is True
         assert (await queue.stats()).completed == 1
+
+
+@pytest.mark.anyio
+async def test_async_queue_calls_run_on_the_loop_thread_when_sqlite_is_free(queue_url: str) -> None:
+    import threading
+
+    async with DurableQueue.open(queue_url) as queue:
+        ran_on: list[int] = []
+        original = queue.sync.put
+
+        def put(t: Task, *, deadline: float | None = None) -> None:
+            ran_on.append(threading.get_ident())
+            original(t, deadline=deadline)
+
+        queue.sync.put = put  # type: ignore[method-assign]
+        await queue.put(task())
+
+        on_loop = ran_on == [threading.get_ident()]
+        assert on_loop is queue_url.startswith("sqlite")  # PostgreSQL is a network round trip: always a thread
+
+
+@pytest.mark.anyio
+async def test_a_locked_sqlite_queue_moves_the_call_to_a_thread_and_the_loop_keeps_running(tmp_path: Path) -> None:
+    import sqlite3
+    import threading
+
+    path = tmp_path / "queue.db"
+    async with DurableQueue.open(f"sqlite:///{path}") as queue:
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
+        release = threading.Timer(0.3, other.execute, ["COMMIT"])
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await anyio.sleep(0.01)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(tick)
+            release.start()
+            with anyio.fail_after(10):
+                await queue.put(task(text="queued while locked"))
+            group.cancel_scope.cancel()
+        other.close()
+
+        assert ticks >= 10  # the loop was not held while the put waited for the lock
+        assert [lease.task.text for lease in await queue.claim_many("w", 5)] == ["queued while locked"]
+        with queue.sync.engine.connect() as connection:  # the inline attempt's zero busy timeout did not stick
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
