@@ -362,7 +362,7 @@ def pool(args: argparse.Namespace) -> int:
         return p.pool_up(settings, args.members, command=args.server_command, model=args.model_id,
                          base_port=args.base_port, say=say)  # fmt: skip
     if args.pool_command == "status":
-        rows = p.pool_status(settings)
+        rows = p.pool_status(settings, args.front)
         if args.json:
             _print_json(rows)
         else:

@@ -178,15 +178,69 @@ def pool_up(
         running.stop()
 
 
-def pool_status(settings: Settings) -> list[dict[str, Any]]:
-    """One poll of every member in ``pool_members``: health, breaker, load and prefix-cache hit rate.
+FRONT_TOKEN_ENV = "MCPHIVE_POOL_FRONT_TOKEN"
+"""The bearer token ``pool status --front`` sends to a front that requires one."""
+
+
+def pool_status(settings: Settings, front: str | None = None) -> dict[str, Any]:
+    """One poll of every member in ``pool_members`` (health, breaker, load, prefix-cache hit rate) and the spill.
+
+    Args:
+        settings: The members, and the spill configuration when no front is given.
+        front: The root of a running ``pool serve``: the spill's configuration and counts come from its ``/metrics``.
+
+    Returns:
+        ``{"members": [...], "spill": {...}}``; ``spill`` holds ``fallback`` (``None`` when none is configured),
+        ``price`` (USD per million input and output tokens, or ``None``), ``source`` (``settings`` or the front's
+        URL), and, from a front, ``requests``, ``input_tokens``, ``output_tokens`` and ``cost_usd``.
 
     Raises:
         UsageError: ``pool_members`` is empty.
+        ModelUnavailable: the front did not answer ``/metrics`` with a Prometheus page.
     """
     if not settings.pool_members:
         raise UsageError('no pool to inspect; set pool_members, e.g. ["http://127.0.0.1:8000/v1"], or run `pool up`')
-    return anyio.run(_poll, settings)
+    spill = _front_spill(front) if front else _configured_spill(settings)
+    return {"members": anyio.run(_poll, settings), "spill": spill}
+
+
+def _configured_spill(settings: Settings) -> dict[str, Any]:
+    fallback = None if settings.pool_fallback == "none" else settings.pool_fallback
+    price = list(settings.pool_fallback_price) if settings.pool_fallback_price else None
+    return {"fallback": fallback, "price": price, "source": "settings"}
+
+
+def _front_spill(front: str) -> dict[str, Any]:
+    from mcphive.inference.pool.metrics import MetricsParseError, parse_prometheus
+
+    url = f"{front.rstrip('/').removesuffix('/v1')}/metrics"
+    token = os.environ.get(FRONT_TOKEN_ENV)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx2.get(url, headers=headers, timeout=10.0)
+    except httpx2.TransportError as e:
+        raise ModelUnavailable(f"the pool front at {url} does not answer ({e}); is `pool serve` running?") from e
+    if response.status_code != 200:
+        hint = f"; set ${FRONT_TOKEN_ENV} to one of its tokens" if response.status_code in (401, 403) else ""
+        raise ModelUnavailable(f"the pool front's {url} answered HTTP {response.status_code}{hint}")
+    try:
+        samples = parse_prometheus(response.text)
+    except MetricsParseError as e:
+        raise ModelUnavailable(f"the pool front's {url} is not a Prometheus page ({e})") from e
+    values = {s.name: s.value for s in samples}
+    configured = next((s for s in samples if s.name == "mcphive_pool_spill_configured"), None)
+    if configured is None:
+        raise ModelUnavailable(f"{url} has no mcphive_pool_spill_* figures; is it a `mcphive pool serve` front?")
+    prices = {s.labels.get("direction"): s.value for s in samples if s.name.endswith("_price_usd_per_million_tokens")}
+    return {
+        "fallback": configured.labels.get("fallback") if configured.value else None,
+        "price": [prices["input"], prices["output"]] if {"input", "output"} <= prices.keys() else None,
+        "source": url,
+        "requests": int(values.get("mcphive_pool_spill_requests_total", 0)),
+        "input_tokens": int(values.get("mcphive_pool_spill_input_tokens_total", 0)),
+        "output_tokens": int(values.get("mcphive_pool_spill_output_tokens_total", 0)),
+        "cost_usd": values.get("mcphive_pool_spill_cost_usd_total", 0.0),
+    }
 
 
 async def _poll(settings: Settings) -> list[dict[str, Any]]:
@@ -215,21 +269,37 @@ async def _poll(settings: Settings) -> list[dict[str, Any]]:
         await pool.aclose()
 
 
-def format_status(rows: Sequence[dict[str, Any]]) -> str:
-    """``pool_status`` rows as a plain table."""
+def format_status(status: dict[str, Any]) -> str:
+    """``pool_status``'s result as a plain table of members and a line on the spill."""
 
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:.0%}"
 
     lines = [f"{'member':<32} {'breaker':<9} {'load':>5} {'kv':>5} {'hits':>5}  models / last error"]
-    for r in rows:
+    for r in status["members"]:
         load = "-" if r["load"] is None else f"{r['load']:g}"
         tail = ", ".join(r["models"]) or r["last_error"] or "-"
         line = (
             f"{r['url']:<32} {r['breaker']:<9} {load:>5} {pct(r['kv_cache_usage']):>5} {pct(r['prefix_hit_rate']):>5}"
         )
         lines.append(f"{line}  {tail}")
+    lines.append(_format_spill(status["spill"]))
     return "\n".join(lines)
+
+
+def _format_spill(spill: dict[str, Any]) -> str:
+    if spill["fallback"] is None:
+        line = "spill: none (no fallback model; pool_fallback = none)"
+    else:
+        price = spill["price"]
+        cost = f"${price[0]:g} / ${price[1]:g} per million input / output tokens" if price else "no price set"
+        line = f"spill: to {spill['fallback']} ({cost})"
+    if "requests" not in spill:
+        return f"{line}; counts: give --front with the URL of a running `pool serve`"
+    return (
+        f"{line}; {spill['requests']} request(s) spilled, {spill['input_tokens']} input / "
+        f"{spill['output_tokens']} output tokens, ${spill['cost_usd']:.4f} (from {spill['source']})"
+    )
 
 
 def pool_serve(settings: Settings, host: str, port: int, *, say: Say) -> None:

@@ -82,7 +82,8 @@ def _add_pool_parser(sub: Any) -> None:
     q.add_argument("--server-command", help="GPU server command (default: 'vllm serve')")
     q.add_argument("--model-id", help="model the GPU members serve, e.g. Qwen/Qwen3-8B (required on GPUs)")
     q.add_argument("--base-port", type=int, default=8000, help="member i listens on base port + i (default: 8000)")
-    actions.add_parser("status", help="health, breaker, load and prefix-cache hit rate of each pool member")
+    q = actions.add_parser("status", help="health, breaker, load and prefix-cache hit rate of each member; the spill")
+    q.add_argument("--front", metavar="URL", help="a running `pool serve` to read spill counts from")
     q = actions.add_parser("serve", help="serve an OpenAI-compatible API over pool_members")
     q.add_argument("--http", metavar="HOST:PORT", default="127.0.0.1:8080", help="where to listen")
 

@@ -1,11 +1,13 @@
 """A fault-injecting HTTP proxy in front of a real llama.cpp member, for failover tests.
 
 It forwards everything to the member unless told to misbehave: answer 429 with Retry-After,
-answer 400 or 503, send a garbage body, stall, or cut a stream after its first chunk.
+answer 400 or 503, send a garbage body, stall, cut a stream after its first chunk, or stream a canned
+reply cut at awkward bytes (``split``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import threading
@@ -21,7 +23,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-Mode = Literal["pass", "429", "400", "503", "garbage", "stall", "cut"]
+Mode = Literal["pass", "429", "400", "503", "garbage", "stall", "cut", "split"]
+
+SPLIT_TEXT = "Héllo"
+SPLIT_USAGE = {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
 
 
 class FaultProxy:
@@ -91,12 +96,32 @@ class FaultProxy:
             return PlainTextResponse("too late", status_code=504)
         if mode == "cut":
             return StreamingResponse(self._cut(), media_type="text/event-stream")
+        if mode == "split":
+            return StreamingResponse(self._split(), media_type="text/event-stream")
         return await self._pass(body)
 
     async def _cut(self) -> AsyncIterator[bytes]:
         event = {"choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": None}]}
         yield f"data: {json.dumps(event)}\n\n".encode()
         raise ConnectionResetError("injected: the member died mid-stream")
+
+    async def _split(self) -> AsyncIterator[bytes]:
+        """SPLIT_TEXT and a usage event, as vLLM sends them, but in pieces cut mid-line and mid-character
+        (inside the "é"), a few ms apart so they arrive as separate reads; the stream then ends without a
+        newline after its last event and without [DONE], as a server that just closes would.
+        """
+        events: list[dict[str, object]] = [
+            {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
+            {"choices": [{"index": 0, "delta": {"content": SPLIT_TEXT[:3]}, "finish_reason": None}]},
+            {"choices": [{"index": 0, "delta": {"content": SPLIT_TEXT[3:]}, "finish_reason": "stop"}]},
+            {"choices": [], "usage": SPLIT_USAGE},
+        ]
+        body = "".join(f"data: {json.dumps(e, ensure_ascii=False)}\n\n" for e in events).rstrip("\n").encode()
+        inside = body.index("é".encode()) + 1
+        cuts = sorted({0, inside, *range(17, len(body), 41), len(body)})
+        for start, end in itertools.pairwise(cuts):
+            yield body[start:end]
+            await anyio.sleep(0.005)
 
     async def _pass(self, body: bytes) -> Response:
         streaming = json.loads(body).get("stream", False)

@@ -17,6 +17,9 @@ from mcphive.inference.pool.front import build_front
 from mcphive.inference.pool.metrics import parse_prometheus
 from mcphive.policy import PolicyConfig, RateLimit, TokenSpec
 
+from .fault_proxy import FaultProxy
+from .test_pool_failover import wait_for
+
 pytestmark = pytest.mark.anyio
 
 TOKEN = "s3cret-token"
@@ -29,9 +32,9 @@ def _policy(rate: RateLimit | None = None) -> PolicyConfig:
 
 
 @asynccontextmanager
-async def _serve(launcher: PoolLauncher, policy: PolicyConfig) -> AsyncIterator[httpx2.AsyncClient]:
-    """The front on a free loopback port, and a client pointed at it."""
-    app = build_front(PoolModel(launcher.urls, "smollm2", policy="round_robin"), policy)
+async def serve_front(pool: PoolModel, policy: PolicyConfig) -> AsyncIterator[httpx2.AsyncClient]:
+    """The front over ``pool`` on a free loopback port, and a client pointed at it."""
+    app = build_front(pool, policy)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="on")
     server = uvicorn.Server(config)
     # A socket listening before uvicorn starts: requests queue in its backlog until the front is up,
@@ -47,12 +50,16 @@ async def _serve(launcher: PoolLauncher, policy: PolicyConfig) -> AsyncIterator[
             server.should_exit = True
 
 
+def _pool(launcher: PoolLauncher) -> PoolModel:
+    return PoolModel(launcher.urls, "smollm2", policy="round_robin")
+
+
 def _auth() -> dict[str, str]:
     return {"authorization": f"Bearer {TOKEN}"}
 
 
 async def test_a_chat_completion_comes_back_in_openai_shape_and_is_counted(launcher: PoolLauncher) -> None:
-    async with _serve(launcher, _policy()) as client:
+    async with serve_front(_pool(launcher), _policy()) as client:
         response = await client.post("/v1/chat/completions", json=CHAT, headers=_auth())
         assert response.status_code == 200, response.text
         body = response.json()
@@ -74,7 +81,7 @@ async def test_a_chat_completion_comes_back_in_openai_shape_and_is_counted(launc
 
 
 async def test_a_streamed_completion_arrives_as_server_sent_events_ending_in_done(launcher: PoolLauncher) -> None:
-    async with _serve(launcher, _policy()) as client:
+    async with serve_front(_pool(launcher), _policy()) as client:
         events: list[str] = []
         async with client.stream("POST", "/v1/chat/completions", json=CHAT | {"stream": True}, headers=_auth()) as r:
             assert r.status_code == 200
@@ -91,8 +98,21 @@ async def test_a_streamed_completion_arrives_as_server_sent_events_ending_in_don
     assert text.strip()
 
 
+async def test_a_client_that_leaves_mid_stream_ends_the_members_request(fault_proxy: FaultProxy) -> None:
+    fault_proxy.inject("stall")  # the member never answers: only the client's leaving can end the request
+    pool = PoolModel([fault_proxy.url], "smollm2", timeout=60)
+    async with serve_front(pool, _policy()) as client:
+        body = CHAT | {"stream": True}
+        async with client.stream("POST", "/v1/chat/completions", json=body, headers=_auth()) as response:
+            assert response.status_code == 200  # the front's headers leave before it asks the member
+            await wait_for(lambda: fault_proxy.hits, 10)
+            assert pool.members[0].in_flight == 1
+        await wait_for(lambda: not pool.members[0].in_flight, 5)
+        assert (await client.get("/health")).status_code == 200
+
+
 async def test_requests_without_a_valid_token_get_401_but_health_stays_open(launcher: PoolLauncher) -> None:
-    async with _serve(launcher, _policy()) as client:
+    async with serve_front(_pool(launcher), _policy()) as client:
         missing = await client.post("/v1/chat/completions", json=CHAT)
         wrong = await client.get("/v1/models", headers={"authorization": "Bearer nope"})
         health = await client.get("/health")
@@ -105,7 +125,7 @@ async def test_requests_without_a_valid_token_get_401_but_health_stays_open(laun
 
 
 async def test_a_key_over_its_rate_limit_gets_429_with_retry_after(launcher: PoolLauncher) -> None:
-    async with _serve(launcher, _policy(RateLimit(per_second=0.01, burst=2))) as client:
+    async with serve_front(_pool(launcher), _policy(RateLimit(per_second=0.01, burst=2))) as client:
         codes = [(await client.get("/v1/models", headers=_auth())).status_code for _ in range(2)]
         refused = await client.get("/v1/models", headers=_auth())
     assert codes == [200, 200]
@@ -115,13 +135,13 @@ async def test_a_key_over_its_rate_limit_gets_429_with_retry_after(launcher: Poo
 
 
 async def test_models_lists_what_the_members_serve(launcher: PoolLauncher) -> None:
-    async with _serve(launcher, _policy()) as client:
+    async with serve_front(_pool(launcher), _policy()) as client:
         response = await client.get("/v1/models", headers=_auth())
     assert [m["id"] for m in response.json()["data"]] == ["smollm2"]
 
 
 async def test_a_body_that_is_not_a_chat_request_gets_400_naming_the_problem(launcher: PoolLauncher) -> None:
-    async with _serve(launcher, _policy()) as client:
+    async with serve_front(_pool(launcher), _policy()) as client:
         response = await client.post("/v1/chat/completions", json={"model": "smollm2"}, headers=_auth())
     assert response.status_code == 400
     assert "messages" in response.json()["error"]["message"]
@@ -129,7 +149,7 @@ async def test_a_body_that_is_not_a_chat_request_gets_400_naming_the_problem(lau
 
 async def test_the_official_openai_client_gets_plain_and_streamed_replies(launcher: PoolLauncher) -> None:
     openai = pytest.importorskip("openai")
-    async with _serve(launcher, _policy()) as client:
+    async with serve_front(_pool(launcher), _policy()) as client:
         sdk = openai.AsyncOpenAI(base_url=f"{client.base_url}/v1", api_key=TOKEN, max_retries=0)
         try:
             reply = await sdk.chat.completions.create(model="smollm2", messages=CHAT["messages"], max_tokens=8)

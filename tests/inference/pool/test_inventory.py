@@ -161,9 +161,10 @@ def test_pool_up_starts_cpu_members_that_pool_status_sees_and_stops_them(
         assert up.wait(120), lines
         url = f"http://127.0.0.1:{port}/v1"
         assert f"pool_members = {json.dumps([url])}" in lines
-        rows = pool_status(settings.model_copy(update={"pool_members": [url]}))
+        status = pool_status(settings.model_copy(update={"pool_members": [url]}))
+        rows = status["members"]
         assert [(r["url"], r["breaker"], r["models"], r["load"]) for r in rows] == [(url, "closed", ["smollm2"], 0.0)]
-        assert "smollm2" in format_status(rows)
+        assert "smollm2" in format_status(status)
     finally:
         stop.set()
         thread.join(60)

@@ -14,7 +14,7 @@ from mcphive.errors import ModelUnavailable
 from mcphive.inference.base import ChatMessage, ChatModel, ChatRequest
 from mcphive.inference.pool import MemberState, PoolLauncher, PoolModel, RouteKey, pool_session
 
-from .fault_proxy import FaultProxy
+from .fault_proxy import SPLIT_TEXT, SPLIT_USAGE, FaultProxy
 
 pytestmark = pytest.mark.anyio
 
@@ -130,6 +130,19 @@ async def test_a_stream_that_fails_after_its_first_chunk_is_never_retried(
         assert chunks == ["Hello"]
         assert served(pool) == [0, 0]
         assert all(m.in_flight == 0 for m in pool.members)
+
+
+async def test_a_stream_cut_at_any_byte_keeps_its_text_and_its_usage(
+    launcher: PoolLauncher, fault_proxy: FaultProxy
+) -> None:
+    fault_proxy.inject("split")
+    async with PoolModel([fault_proxy.url], MODEL) as pool:
+        chunks = [c async for c in pool.stream(ask("Say hello."))]
+        member = pool.members[0]
+        assert "".join(chunks) == SPLIT_TEXT
+        usage = (member.usage.input_tokens, member.usage.output_tokens)
+        assert usage == (SPLIT_USAGE["prompt_tokens"], SPLIT_USAGE["completion_tokens"])
+        assert (member.served, member.in_flight) == (1, 0)
 
 
 async def test_a_bad_request_is_not_retried_and_does_not_trip_the_breaker(

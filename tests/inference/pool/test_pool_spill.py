@@ -9,13 +9,18 @@ from __future__ import annotations
 import socket
 from collections import Counter
 
+import anyio
 import pytest
 
+from mcphive._pool_cli import FRONT_TOKEN_ENV, format_status, pool_status
+from mcphive.errors import ModelUnavailable
 from mcphive.inference.base import ChatMessage, ChatRequest
 from mcphive.inference.pool import PoolModel
 from mcphive.inference.pool.front import render_metrics
+from mcphive.settings import Settings
 
 from ..test_anthropic_model import TOOL_REPLY, Recorder, make_model, sse
+from .test_front import TOKEN, _auth, _policy, serve_front
 
 pytestmark = pytest.mark.anyio
 
@@ -73,3 +78,48 @@ async def test_without_a_price_the_tokens_are_counted_and_the_cost_stays_zero() 
         await pool.chat(ask())
         spill = pool.spill_status()
     assert (spill["input_tokens"], spill["output_tokens"], spill["cost_usd"]) == (12, 7, 0.0)
+
+
+async def test_pool_status_shows_the_spill_counted_by_a_running_front(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member = closed_port_url()
+    settings = settings.model_copy(update={"pool_members": [member]})
+    fallback = make_model(Recorder())
+    pool = PoolModel([member], fallback=fallback, fallback_price=PRICE, queue_timeout=2)
+    async with serve_front(pool, _policy()) as client:
+        reply = await client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]},
+                                  headers=_auth())  # fmt: skip
+        assert reply.status_code == 200, reply.text
+        front = str(client.base_url)
+        with pytest.raises(ModelUnavailable, match=FRONT_TOKEN_ENV):  # /metrics wants the front's token
+            await anyio.to_thread.run_sync(pool_status, settings, front)
+        monkeypatch.setenv(FRONT_TOKEN_ENV, TOKEN)
+        status = await anyio.to_thread.run_sync(pool_status, settings, front)
+    assert status["spill"] == {
+        "fallback": fallback.name,
+        "price": list(PRICE),
+        "source": f"{front.rstrip('/')}/metrics",
+        "requests": 1,
+        "input_tokens": 12,
+        "output_tokens": 7,
+        "cost_usd": pytest.approx(141e-6),
+    }
+    assert [m["url"] for m in status["members"]] == [member]
+    assert f"spill: to {fallback.name} ($3 / $15 per million input / output tokens); 1 request(s) spilled" in (
+        format_status(status)
+    )
+
+
+def test_pool_status_without_a_front_shows_the_configured_spill(settings: Settings) -> None:
+    none = pool_status(settings.model_copy(update={"pool_members": [closed_port_url()]}))
+    anthropic = pool_status(
+        settings.model_copy(
+            update={"pool_members": [closed_port_url()], "pool_fallback": "anthropic", "pool_fallback_price": PRICE}
+        )
+    )
+    assert none["spill"] == {"fallback": None, "price": None, "source": "settings"}
+    assert "spill: none" in format_status(none)
+    assert anthropic["spill"] == {"fallback": "anthropic", "price": list(PRICE), "source": "settings"}
+    assert "spill: to anthropic ($3 / $15 per million" in format_status(anthropic)
+    assert "give --front" in format_status(anthropic)
