@@ -30,18 +30,24 @@ Dev split (for tuning; different packages, or for Netdata different files, from 
 * kolla-ansible release notes (reno): ``security`` -> security, ``fixes`` -> infra (a deployment
   tool's fixes are fixes to deployment configuration).
 * Netdata alarms from the other half of the ``health.d`` files -> ops.
+* CPython 3.11's ``Misc/NEWS`` (Debian ``python3.11``: ``NEWS.gz``), up to 60 per label, added after
+  the rows above: "Library" -> code, "Documentation" -> docs, "Build" -> infra, "Security" ->
+  security, "Tests" -> test.
+* Twisted's, Trio's and twine's towncrier changelogs, up to 60 per label, added last: "Bugfixes" and
+  "Features" -> code, "Improved Documentation" -> docs (a CVE or GHSA id -> security).
 
 pytest's and Sphinx's own bug fixes are left out: their subjects are testing and documentation,
 so their sections say "code" while their wording says "test" or "docs". Each held-out label is
 capped to the same count (deterministic shuffle, seed 0).
 
 Run: ``python benchmarks/build_routing_domain.py``. It downloads the pinned source distributions
-with ``pip download --no-deps --no-binary NAME`` and the two Debian packages with
+with ``pip download --no-deps --no-binary NAME`` and the three Debian packages with
 ``apt-get download`` into a temporary directory.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import random
@@ -71,8 +77,15 @@ PYPI = {
     "pluggy": "1.7.0",
     "mako": "1.4.3",
     "dogpile.cache": "1.5.0",
+    "twisted": "26.10.0",
+    "trio": "0.35.0",
+    "twine": "7.0.0",
 }
-DEBIAN = {"ceph-prometheus-alerts": "16.2.15+ds-0+deb12u2", "netdata-core": "1.37.1-2"}
+DEBIAN = {
+    "ceph-prometheus-alerts": "16.2.15+ds-0+deb12u2",
+    "netdata-core": "1.37.1-2",
+    "python3.11": "3.11.2-6+deb12u8",
+}
 SECTIONS = {
     "pip": {
         "Bug Fixes": "code",
@@ -111,9 +124,33 @@ TAGGED_CHANGELOGS = {
     "mako": "doc/build/changelog.rst",
     "dogpile.cache": "docs/build/changelog.rst",
 }
+# CPython's ``Misc/NEWS`` (shipped by Debian's python3.11 as NEWS.gz): a second dev source, added
+# after the first so the earlier dev rows stay as they were. Mostly for test and security, which the
+# first dev sources have few of.
+CPYTHON_SECTIONS = {
+    "Library": "code",
+    "Documentation": "docs",
+    "Build": "infra",
+    "Security": "security",
+    "Tests": "test",
+}
+# A third dev source, again added after the others: towncrier changelogs of a networking library, an
+# async library and a packaging tool, for more code and docs entries in the held-out split's style.
+TOWNCRIER_DEV = {
+    "twisted": "NEWS.rst",
+    "trio": "docs/source/history.rst",
+    "twine": "docs/changelog.rst",
+}
+TOWNCRIER_SECTIONS = {
+    "Bugfixes": "code",
+    "Features": "code",
+    "Improved Documentation": "docs",
+    "Improved documentation": "docs",
+}
 LABELS = ("code", "docs", "infra", "ops", "security", "test")
 PER_LABEL = 60
 DEV_PER_LABEL = 80
+CPYTHON_PER_LABEL = 60
 SECURITY_ID = re.compile(r"\bCVE-\d{4}-\d+|\bGHSA-", re.I)
 Row = dict[str, str]
 
@@ -339,6 +376,21 @@ def netdata_alarms(root: Path, *, dev: bool) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def cpython_news(root: Path) -> list[tuple[str, str, str, str]]:
+    """CPython's changelog (dev split): Library, Documentation, Build, Security and Tests sections."""
+    path = root / "usr" / "share" / "doc" / "python3.11" / "NEWS.gz"
+    with tempfile.TemporaryDirectory() as tmp:
+        news = Path(tmp) / "NEWS.rst"
+        news.write_bytes(gzip.decompress(path.read_bytes()))
+        entries = changelog_entries(news, CPYTHON_SECTIONS)
+    out = []
+    for text, label, section in entries:
+        text = re.sub(r"^(gh-issue|bpo)-\d+:\s*", "", text)
+        if len(text.split()) >= 3:
+            out.append((text, label, section, str(path.relative_to(root))))
+    return out
+
+
 def _source(name: str) -> str:
     return f"pypi:{name}=={PYPI[name]}" if name in PYPI else f"debian:{name}={DEBIAN[name]}"
 
@@ -381,7 +433,18 @@ def build(roots: dict[str, Path]) -> list[Row]:
     seen: set[str] = set()
     rows: list[Row] = []
     rng = random.Random(0)
-    for split, sources, cap in (("heldout", held, PER_LABEL), ("dev", dev, DEV_PER_LABEL)):
+    extra_dev = [("python3.11", cpython_news(roots["python3.11"]))]
+    towncrier_dev = [
+        (name, [(t, lb, sec, path) for t, lb, sec in changelog_entries(roots[name] / path, TOWNCRIER_SECTIONS)])
+        for name, path in TOWNCRIER_DEV.items()
+    ]
+    passes = (
+        ("heldout", held, PER_LABEL),
+        ("dev", dev, DEV_PER_LABEL),
+        ("dev", extra_dev, CPYTHON_PER_LABEL),
+        ("dev", towncrier_dev, CPYTHON_PER_LABEL),
+    )
+    for split, sources, cap in passes:
         by_label: dict[str, list[Row]] = defaultdict(list)
         for name, entries in sources:
             for text, label, section, file in entries:
