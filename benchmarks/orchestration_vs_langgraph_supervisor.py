@@ -2,17 +2,20 @@
 
 The same 1,000 tasks (ops requests: an alert name or a question about logs, each with a unique
 suffix) run through both systems with the same scripted model function, the same in-process MCP
-tool servers and the same kind of LangGraph checkpoint saver (``--saver sqlite``: an
-``AsyncSqliteSaver`` on a fresh file; ``--saver memory``: an ``InMemorySaver``). Routing is
-decided once, before anything is timed, by mcphive's router (``hive.route``); both sides then get
-that decision, so neither pays for the MiniLM embedding.
+tool servers and the same LangGraph checkpoint saver (``--saver sqlite``: mcphive's
+``SqliteCheckpoints`` on a fresh file, as beside a SQLite queue; ``--saver memory``: an
+``InMemorySaver``). Routing is decided once, before anything is timed, by mcphive's router
+(``hive.route``); both sides then get that decision, so neither pays for the MiniLM embedding.
+Both systems stay open and take turns in blocks of 25 tasks, so drift of the shared machine hits
+both alike.
 
 Per task, mcphive (``hive.run(text, agent=<decision>)``) does:
   queue (``--saver sqlite``: the durable SQLite queue: enqueue, claim with a lease, complete;
   ``memory``: the in-process queue) -> agent manager -> the agent loop graph checkpointed under the
-  task id: survey (``log_summary`` and ``metrics_check`` through MCP) -> model call 1 (a tool call,
-  ``state_get`` through MCP) -> model call 2 (final answer) -> task and result recorded in episodic
-  memory (SQLite) -> events -> checkpoint thread deleted.
+  task id: turn 1 (survey: ``log_summary`` and ``metrics_check`` through MCP; model call 1 chooses
+  ``state_get``) -> turn 2 (``state_get`` through MCP; the step limit, 1, is reached) -> summary
+  (model call 2) -> task and result recorded in episodic memory (SQLite) -> events -> checkpoint
+  thread deleted.
 
 Per task, the baseline (``supervisor.ainvoke`` with ``thread_id`` = a new task id) does:
   supervisor model call 1 (the handoff ``transfer_to_<decision>``, scripted) -> the ``create_react_agent``
