@@ -103,11 +103,12 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _on_sqlite_begin(connection: Connection) -> None:
     first_inline = _INLINE.get() == "first"
-    if first_inline:
-        connection.exec_driver_sql("PRAGMA busy_timeout = 0")
-        connection.info[_NO_WAIT] = True
-    elif connection.info.pop(_NO_WAIT, False):  # left by an inline transaction: wait as usual again
-        connection.exec_driver_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    # An inline operation's first transaction must not wait for the lock; every other one waits as usual.
+    # The setting stays on the connection, so it is changed only when the next use wants the other one.
+    busy_ms = 0 if first_inline else BUSY_TIMEOUT_MS
+    if connection.info.get(_BUSY_MS, BUSY_TIMEOUT_MS) != busy_ms:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {busy_ms}")
+        connection.info[_BUSY_MS] = busy_ms
     try:
         connection.exec_driver_sql(connection.get_execution_options().get(BEGIN_OPTION, "BEGIN"))
     except OperationalError as e:
@@ -123,7 +124,7 @@ class _WouldWait(Exception):
 
 
 _INLINE: ContextVar[Literal["first", "later"] | None] = ContextVar("mcphive_store_inline", default=None)
-_NO_WAIT = "mcphive_no_wait"
+_BUSY_MS = "mcphive_busy_timeout_ms"
 
 
 async def run_blocking(engine: Engine, operation: Callable[[], T]) -> T:
