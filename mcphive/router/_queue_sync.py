@@ -276,7 +276,7 @@ class SyncDurableQueue:
             keys = [row.seq for row in heapq.nsmallest(room, candidates, key=self._order(params["now"]))]
             if keys:
                 rows = list(session.execute(self._claims[excluding, True], {**params, "shortlist": keys}).all())
-        if len(rows) < n:
+        if pairs and len(rows) < n:  # no pairs: nothing is queued, and an idle worker's poll ends here
             rows += session.execute(self._claims[excluding, False], {**params, "n": n - len(rows)}).all()
         return rows
 
