@@ -418,6 +418,7 @@ class Hive:
             return
         if isinstance(outcome, Parked):
             if await self.queue.park(claim.task, worker_id, outcome.request):
+                self._bus.publish(claim.task.id, "awaiting_approval", outcome.request.model_dump(mode="json"))
                 self._tg.start_soon(self._offer, outcome.request)
             return
         ok = outcome.status is TaskStatus.SUCCEEDED

@@ -131,7 +131,8 @@ class AgentManager:
             # Measured after the write, so the stored timings lack it; the returned result has it.
             timings["record_ms"] = (time.perf_counter() - started) * 1000
             if parked is not None:
-                await emit("awaiting_approval", parked.model_dump(mode="json"))
+                # No event yet: the caller announces ``awaiting_approval`` once the queue holds the request,
+                # so whoever reacts to the event finds it there.
                 return Parked(result, parked)
             await emit("finished", {"status": result.status.value, "error": result.error})
         return result
