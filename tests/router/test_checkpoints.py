@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from pathlib import Path
 
 import anyio
 import pytest
+from _locks import held_write_lock
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
@@ -38,26 +37,11 @@ async def test_checkpoints_round_trip_and_a_deleted_thread_is_gone(tmp_path: Pat
 async def test_a_write_while_another_process_holds_the_lock_waits_in_a_thread_not_on_the_loop(tmp_path: Path) -> None:
     path = tmp_path / "checkpoints.db"
     with sqlite_checkpoints(path, JsonPlusSerializer()) as saver:
-        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        other.execute("BEGIN IMMEDIATE")
-        release = threading.Timer(0.3, other.execute, ["COMMIT"])
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await anyio.sleep(0.01)
-
         checkpoint = empty_checkpoint()
-        async with anyio.create_task_group() as group:
-            group.start_soon(tick)
-            release.start()
+        async with held_write_lock(path) as ticks:
             with anyio.fail_after(10):
                 await saver.aput(_config("t2"), checkpoint, {"source": "input", "step": -1}, {})  # type: ignore[arg-type]
-            group.cancel_scope.cancel()
-        other.close()
 
-        assert ticks >= 10  # the loop kept running while the write waited for the lock
+        assert ticks.count >= 10  # the loop kept running while the write waited for the lock
         found = await saver.aget_tuple(_config("t2"))  # type: ignore[arg-type]
         assert found is not None and found.checkpoint["id"] == checkpoint["id"]

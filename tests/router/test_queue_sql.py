@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _locks import held_write_lock
 from _pg import postgres_cluster
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -317,31 +318,13 @@ async def test_async_queue_calls_run_on_the_loop_thread_when_sqlite_is_free(queu
 
 @pytest.mark.anyio
 async def test_a_locked_sqlite_queue_moves_the_call_to_a_thread_and_the_loop_keeps_running(tmp_path: Path) -> None:
-    import sqlite3
-    import threading
-
     path = tmp_path / "queue.db"
     async with DurableQueue.open(f"sqlite:///{path}") as queue:
-        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        other.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
-        release = threading.Timer(0.3, other.execute, ["COMMIT"])
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await anyio.sleep(0.01)
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(tick)
-            release.start()
+        async with held_write_lock(path) as ticks:  # another process's writer holds the lock for 0.3 s
             with anyio.fail_after(10):
                 await queue.put(task(text="queued while locked"))
-            group.cancel_scope.cancel()
-        other.close()
 
-        assert ticks >= 10  # the loop was not held while the put waited for the lock
+        assert ticks.count >= 10  # the loop was not held while the put waited for the lock
         assert [lease.task.text for lease in await queue.claim_many("w", 5)] == ["queued while locked"]
         with queue.sync.engine.connect() as connection:  # the inline attempt's zero busy timeout did not stick
             assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
