@@ -13,9 +13,15 @@ os.environ.pop("ANTHROPIC_API_KEY", None)
 for _name in [n for n in os.environ if n.startswith("MCPHIVE_") and n != "MCPHIVE_VLLM_VENV"]:
     del os.environ[_name]
 
+from collections.abc import Iterator  # noqa: E402
+
 import pytest  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 
 from mcphive.settings import Settings  # noqa: E402
+from mcphive.tracing import use_provider  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +41,14 @@ def sample_workspace(tmp_path: Path) -> Path:
     from mcphive.sample import copy_sample_project
 
     return copy_sample_project(tmp_path / "sample_project")
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Every span the hive ends during the test, exported in memory; tracing is off again afterwards."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    use_provider(provider)
+    yield exporter
+    use_provider(None)

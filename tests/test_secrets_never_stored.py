@@ -13,13 +13,11 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mcp import Client
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from mcphive import Hive, Settings, TaskStatus
@@ -27,7 +25,6 @@ from mcphive.inference.base import ChatRequest, ChatResponse
 from mcphive.inference.testing import FunctionModel, ScriptedModel, final, tool_call
 from mcphive.mcp_servers.gateway import build_gateway
 from mcphive.redaction import could_hold_secret, find_secrets, redact_secrets, redact_tree
-from mcphive.tracing import use_provider
 
 pytestmark = pytest.mark.anyio
 
@@ -71,16 +68,6 @@ def leaked(text: str | bytes) -> list[str]:
 def workspace(sample_workspace: Path) -> Path:
     (sample_workspace / PLANTED).write_text(CREDENTIALS, encoding="utf-8")
     return sample_workspace
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    use_provider(provider)
-    yield exporter
-    use_provider(None)
 
 
 def span_text(finished: tuple[ReadableSpan, ...]) -> str:

@@ -1,29 +1,15 @@
 """One trace per task: routing, queue wait, each tool call and each model call (with tokens) as spans."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from mcphive import Hive, Settings
 from mcphive.agents.spec import load_specs
 from mcphive.inference.testing import ScriptedModel, final, tool_call
-from mcphive.tracing import use_provider
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    use_provider(provider)
-    yield exporter
-    use_provider(None)
 
 
 async def test_a_task_is_one_trace_with_spans_for_each_stage(
