@@ -6,31 +6,18 @@ example project and pass once the problem is really fixed or really reported.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from _benchmarks import load_benchmark
 
 from mcphive.mcp_servers.jail import Jail
 from mcphive.mcp_servers.toolsets import all_tools
 from mcphive.sample import copy_sample_project, load_manifest
 from mcphive.types import AGENT_NAMES, Step, TaskResult, TaskStatus, ToolCall
 
-
-def _load_benchmark() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "task_success.py"
-    spec = importlib.util.spec_from_file_location("mcphive_task_success", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_benchmark("task_success")
 TASKS = {t.id: t for t in bench.load_tasks()}
 
 

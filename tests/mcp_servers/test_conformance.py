@@ -6,29 +6,13 @@ downloads here, and without that folder these tests skip saying what to run.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
+from _benchmarks import load_benchmark
 
 from mcphive.mcp_servers.conformance import build_conformance_server, serve_on_loopback
 from mcphive.mcp_servers.state import build_state_server
 
-
-def _load_runner() -> ModuleType:
-    """benchmarks/conformance.py: the one place that runs the suite and parses what it prints."""
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "conformance.py"
-    spec = importlib.util.spec_from_file_location("mcphive_conformance_runner", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-runner = _load_runner()
+runner = load_benchmark("conformance")  # the one place that runs the suite and parses it
 _missing = runner.tooling_missing_reason()
 pytestmark = [pytest.mark.anyio, pytest.mark.skipif(_missing is not None, reason=str(_missing))]
 

@@ -1,0 +1,20 @@
+"""Load a script of benchmarks/ as a module, for tests that check the logic a benchmark owns."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` as the module ``mcphive_bench_<name>`` (registered, so its dataclasses work)."""
+    spec = importlib.util.spec_from_file_location(f"mcphive_bench_{name}", BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
