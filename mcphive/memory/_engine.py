@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -102,7 +102,7 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _on_sqlite_begin(connection: Connection) -> None:
-    first_inline = _INLINE.get() == "first"
+    first_inline = _FIRST_INLINE.get()
     # An inline operation's first transaction must not wait for the lock; every other one waits as usual.
     # The setting stays on the connection, so it is changed only when the next use wants the other one.
     busy_ms = 0 if first_inline else BUSY_TIMEOUT_MS
@@ -116,14 +116,15 @@ def _on_sqlite_begin(connection: Connection) -> None:
             raise _WouldWait from e
         raise
     if first_inline:
-        _INLINE.set("later")
+        _FIRST_INLINE.set(False)  # the operation's later transactions wait for the lock as usual
 
 
 class _WouldWait(Exception):
     """An inline operation's first transaction found the database locked; run the operation in a thread."""
 
 
-_INLINE: ContextVar[Literal["first", "later"] | None] = ContextVar("mcphive_store_inline", default=None)
+_FIRST_INLINE: ContextVar[bool] = ContextVar("mcphive_store_first_inline", default=False)
+"""True while an inline operation (:func:`run_blocking`) has not begun its first transaction."""
 _BUSY_MS = "mcphive_busy_timeout_ms"
 
 
@@ -139,13 +140,13 @@ async def run_blocking(engine: Engine, operation: Callable[[], T]) -> T:
     Long operations (bulk imports, recall with embeddings) must call ``to_thread`` themselves.
     """
     if engine.dialect.name == "sqlite":
-        token = _INLINE.set("first")
+        token = _FIRST_INLINE.set(True)
         try:
             return operation()
         except _WouldWait:
             pass
         finally:
-            _INLINE.reset(token)
+            _FIRST_INLINE.reset(token)
     return await to_thread.run_sync(operation)
 
 
