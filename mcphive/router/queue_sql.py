@@ -41,6 +41,8 @@ class DurableQueue:
 
     def __init__(self, store: SyncDurableQueue) -> None:
         self.sync = store
+        self._idle: set[anyio.Event] = set()
+        """One event per :meth:`claim_wait` of this process between two polls; a task made claimable sets them."""
 
     @classmethod
     def open(cls, url: str, **options: Any) -> Self:
@@ -50,6 +52,11 @@ class DurableQueue:
     async def _run(self, operation: Callable[[], T]) -> T:
         """One operation of the blocking queue: inline when SQLite's lock is free, else in a worker thread."""
         return await run_blocking(self.sync.engine, operation)
+
+    def _wake_idle(self) -> None:
+        """This process's waiting claimers claim now rather than at their next poll."""
+        for waiting in self._idle:
+            waiting.set()
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -64,10 +71,12 @@ class DurableQueue:
     async def put(self, task: Task, *, deadline: float | None = None) -> None:
         """See :meth:`SyncDurableQueue.put`."""
         await self._run(lambda: self.sync.put(task, deadline=deadline))
+        self._wake_idle()
 
     async def put_many(self, tasks: Sequence[Task], *, deadlines: Sequence[float | None] | None = None) -> None:
         """See :meth:`SyncDurableQueue.put_many`."""
         await self._run(lambda: self.sync.put_many(tasks, deadlines=deadlines))
+        self._wake_idle()
 
     async def claim(self, worker_id: str, *, lease_s: float | None = None) -> Lease | None:
         """The next task under a lease, or None when nothing is waiting; see :meth:`SyncDurableQueue.claim`."""
@@ -82,14 +91,21 @@ class DurableQueue:
     ) -> list[Lease]:
         """Wait until at least one task is claimable and claim up to ``n``; polls every ``poll_s`` while empty.
 
-        Other processes put tasks, so there is no in-process event to wait on; wrap the call in
+        A task this process makes claimable (put, or queued again by a decision or a retry) ends the
+        wait at once; other processes' tasks are seen at the next poll. Wrap the call in
         ``anyio.fail_after`` (or cancel its scope) to stop waiting.
         """
         while True:
-            leases = await self.claim_many(worker_id, n, lease_s=lease_s)
-            if leases:
-                return leases
-            await anyio.sleep(poll_s)
+            woken = anyio.Event()  # made before the claim, so a put during it is not missed
+            self._idle.add(woken)
+            try:
+                leases = await self.claim_many(worker_id, n, lease_s=lease_s)
+                if leases:
+                    return leases
+                with anyio.move_on_after(poll_s):
+                    await woken.wait()
+            finally:
+                self._idle.discard(woken)
 
     async def heartbeat(self, task_id: str, worker_id: str, *, lease_s: float | None = None) -> bool:
         """See :meth:`SyncDurableQueue.heartbeat`."""
@@ -105,7 +121,10 @@ class DurableQueue:
 
     async def fail(self, task_id: str, worker_id: str, *, error: str = "", retry: bool = False) -> bool:
         """See :meth:`SyncDurableQueue.fail`."""
-        return await self._run(lambda: self.sync.fail(task_id, worker_id, error=error, retry=retry))
+        failed = await self._run(lambda: self.sync.fail(task_id, worker_id, error=error, retry=retry))
+        if failed and retry:
+            self._wake_idle()
+        return failed
 
     async def park(self, task_id: str, worker_id: str, pending: dict[str, Any]) -> bool:
         """See :meth:`SyncDurableQueue.park`."""
@@ -113,7 +132,10 @@ class DurableQueue:
 
     async def decide(self, task_id: str, decision: dict[str, Any]) -> dict[str, Any] | None:
         """See :meth:`SyncDurableQueue.decide`."""
-        return await self._run(lambda: self.sync.decide(task_id, decision))
+        decided = await self._run(lambda: self.sync.decide(task_id, decision))
+        if decided is not None:
+            self._wake_idle()
+        return decided
 
     async def pending(self, task_id: str) -> dict[str, Any] | None:
         """See :meth:`SyncDurableQueue.pending`."""

@@ -147,12 +147,9 @@ class SqlQueue:
             agent_limits=settings.agent_limits or None,
             fair_share=settings.queue_fair_share,
         )
-        self._idle: set[anyio.Event] = set()
 
     async def put(self, task: Task) -> None:
         await self._queue.put(task)
-        for waiting in self._idle:  # this process's idle workers claim now rather than at their next poll
-            waiting.set()
 
     @property
     def engine(self) -> Any:
@@ -160,19 +157,7 @@ class SqlQueue:
         return self._queue.sync.engine
 
     async def claim(self, worker_id: str) -> Claim:
-        """The next task under a lease; waits for one, polling every ``poll_s`` (other processes put tasks too)."""
-        while True:
-            nudged = anyio.Event()  # made before the claim, so a put during it is not missed
-            self._idle.add(nudged)
-            try:
-                leases = await self._queue.claim_many(worker_id, 1)
-                if leases:
-                    break
-                with anyio.move_on_after(self.poll_s):
-                    await nudged.wait()
-            finally:
-                self._idle.discard(nudged)
-        lease = leases[0]
+        lease = (await self._queue.claim_wait(worker_id, 1, poll_s=self.poll_s))[0]
         decisions = (lease.approval or {}).get("decisions", {})
         return Claim(lease.task, self.lease_s, {k: ApprovalDecision.model_validate(v) for k, v in decisions.items()})
 

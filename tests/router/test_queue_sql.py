@@ -298,6 +298,37 @@ async def test_the_async_queue_waits_for_a_task_put_by_another_caller(queue_url:
 
 
 @pytest.mark.anyio
+async def test_a_task_put_or_queued_again_here_ends_a_claim_wait_before_its_next_poll(queue_url: str) -> None:
+    async with DurableQueue.open(queue_url, lease_s=30) as queue:
+        first, parked = task(text="put"), task(text="approved")
+
+        async def claim_one() -> str:
+            with anyio.fail_after(10):  # far less than the poll: only this process's own wake-up can end the wait
+                (lease,) = await queue.claim_wait("w", 1, poll_s=600)
+            return lease.task.text
+
+        async def put_soon() -> None:
+            await anyio.sleep(0.05)
+            await queue.put(first)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(put_soon)
+            assert await claim_one() == "put"
+
+        await queue.put(parked)
+        assert [lease.task.id for lease in await queue.claim_many("w", 1)] == [parked.id]
+        assert await queue.park(parked.id, "w", {"call_key": "k"}) is True
+
+        async def decide_soon() -> None:
+            await anyio.sleep(0.05)
+            assert await queue.decide(parked.id, {"approved": True}) is not None
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(decide_soon)
+            assert await claim_one() == "approved"
+
+
+@pytest.mark.anyio
 async def test_async_queue_calls_run_on_the_loop_thread_when_sqlite_is_free(queue_url: str) -> None:
     import threading
 
