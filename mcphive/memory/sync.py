@@ -12,24 +12,29 @@ from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Self, cast
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Connection,
     CursorResult,
     Engine,
+    Insert,
     Table,
+    Update,
     bindparam,
     case,
     delete,
+    exists,
     func,
     insert,
     or_,
     select,
-    update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mcphive.errors import UsageError
@@ -37,7 +42,7 @@ from mcphive.redaction import redact
 from mcphive.types import Principal, Route, Task, TaskResult, TaskStatus, utcnow
 
 from ._convert import FlatResult, TreeRows, build_result, flatten, redact_result, redact_route, redact_task, route_row
-from ._engine import create_store_engine, migrate, transaction, writer
+from ._engine import core_transaction, create_store_engine, migrate, transaction, writer
 from ._tables import RouteDecisionRow, StepRow, TaskRow, ToolCallRow
 
 __all__ = ["SyncEpisodicMemory", "TaskSummary"]
@@ -47,9 +52,44 @@ _MAX_RECALL_WORDS = 16
 _TASKS, _ROUTES, _STEPS, _CALLS = (
     cast(Table, row.__table__) for row in (TaskRow, RouteDecisionRow, StepRow, ToolCallRow)
 )
-# Core statements on the tables (not the ORM bulk path): the hot write of every task, and
-# several times cheaper per row. Column names equal attribute names on these four tables.
+# Core statements on the tables (not the ORM bulk path), built once: the hot writes of every task.
+# A statement built per call costs more than SQLite takes to run it. Column names equal attribute
+# names on these four tables.
 _UPDATE_TASK = _TASKS.update().where(_TASKS.c.id == bindparam("task_key"))
+_INSERT = {table.name: insert(table) for table in (_TASKS, _ROUTES, _STEPS, _CALLS)}
+_IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
+_KNOWN = select(
+    _TASKS.c.id,
+    _TASKS.c.workspace,
+    _TASKS.c.priority,
+    _TASKS.c.finished_at,
+    exists().where(_ROUTES.c.task_id == _TASKS.c.id).label("routed"),
+    # Steps and calls exist only where a result was recorded before (a retry): only then delete them.
+    or_(exists().where(_STEPS.c.task_id == _TASKS.c.id), exists().where(_CALLS.c.task_id == _TASKS.c.id)).label(
+        "recorded"
+    ),
+).where(_TASKS.c.id.in_(_IDS))
+_DELETE_CALLS = delete(_CALLS).where(_CALLS.c.task_id.in_(_IDS))
+_DELETE_STEPS = delete(_STEPS).where(_STEPS.c.task_id.in_(_IDS))
+# Recording a task id twice changes nothing: one statement where the dialect has ON CONFLICT.
+_INSERT_NEW_TASK: dict[str, Insert] = {
+    "sqlite": sqlite.insert(_TASKS).on_conflict_do_nothing(index_elements=[_TASKS.c.id]),
+    "postgresql": postgresql.insert(_TASKS).on_conflict_do_nothing(index_elements=[_TASKS.c.id]),
+}
+
+
+@lru_cache(maxsize=8)
+def _status_update(error: bool, starts: bool, ends: bool) -> Update:
+    """The UPDATE of :meth:`SyncEpisodicMemory.set_status` for one shape of change."""
+    now = bindparam("now", type_=_TASKS.c.started_at.type)
+    values: dict[str, Any] = {"status": bindparam("status")}
+    if error:
+        values["error"] = bindparam("error")
+    if starts:
+        values["started_at"] = func.coalesce(_TASKS.c.started_at, now)
+    if ends:
+        values["finished_at"] = func.coalesce(_TASKS.c.finished_at, now)
+    return _TASKS.update().where(_TASKS.c.id == bindparam("task_key")).values(values)
 
 
 class TaskSummary(BaseModel):
@@ -163,26 +203,24 @@ class SyncEpisodicMemory:
     def record_task(self, task: Task, status: TaskStatus = TaskStatus.QUEUED) -> None:
         """Insert ``task`` (its credentials redacted) with ``status``; recording the same id again changes nothing."""
         task = redact_task(task)
-        with self._session(f"record task {task.id}", write=True) as session:
-            if session.scalar(select(_TASKS.c.id).where(_TASKS.c.id == task.id)) is not None:
-                return
-            session.execute(
-                insert(_TASKS),
-                [
-                    {
-                        "id": task.id,
-                        "text": task.text,
-                        "workspace": task.workspace,
-                        "priority": task.priority.value,
-                        "requested_agent": task.agent,
-                        "agent": task.agent,
-                        "status": status.value,
-                        "tenant": task.principal.tenant,
-                        "user_name": task.principal.user,
-                        "created_at": task.created_at,
-                    }
-                ],
-            )
+        row = {
+            "id": task.id,
+            "text": task.text,
+            "workspace": task.workspace,
+            "priority": task.priority.value,
+            "requested_agent": task.agent,
+            "agent": task.agent,
+            "status": status.value,
+            "tenant": task.principal.tenant,
+            "user_name": task.principal.user,
+            "created_at": task.created_at,
+        }
+        statement = _INSERT_NEW_TASK.get(self._engine.dialect.name)
+        with core_transaction(self._writer, f"record task {task.id}") as connection:
+            if statement is not None:
+                connection.execute(statement, [row])
+            elif connection.scalar(select(_TASKS.c.id).where(_TASKS.c.id == task.id)) is None:
+                connection.execute(_INSERT["tasks"], [row])
 
     def _require(self, session: Session, task_id: str) -> None:
         if session.scalar(select(TaskRow.id).where(TaskRow.id == task_id)) is None:
@@ -205,17 +243,12 @@ class SyncEpisodicMemory:
         Raises:
             UsageError: no task ``task_id`` was recorded.
         """
-        now = utcnow()
-        values: dict[str, Any] = {"status": status.value}
+        params: dict[str, Any] = {"task_key": task_id, "status": status.value, "now": utcnow()}
         if error is not None:
-            values["error"] = redact(error)
-        if status is TaskStatus.RUNNING:
-            values["started_at"] = func.coalesce(_TASKS.c.started_at, now)
-        if status.terminal:
-            values["finished_at"] = func.coalesce(_TASKS.c.finished_at, now)
-        statement = update(_TASKS).where(_TASKS.c.id == task_id).values(**values)
-        with self._session(f"set the status of task {task_id}", write=True) as session:
-            result = session.execute(statement)
+            params["error"] = redact(error)
+        statement = _status_update(error is not None, status is TaskStatus.RUNNING, status.terminal)
+        with core_transaction(self._writer, f"set the status of task {task_id}") as connection:
+            result = connection.execute(statement, params)
             if cast(CursorResult[Any], result).rowcount == 0:
                 raise UsageError(f"no task {task_id!r} in memory; record_task() it before setting its status")
 
@@ -237,8 +270,8 @@ class SyncEpisodicMemory:
         """
         redact_result(result)
         flat = flatten(result)
-        with self._session(f"record the result of task {result.task_id}", write=True) as session:
-            _write_result(session.connection(), flat, result.task_id, utcnow())
+        with core_transaction(self._writer, f"record the result of task {result.task_id}") as connection:
+            _write_result(connection, flat, result.task_id, utcnow())
 
     def get(self, task_id: str) -> TaskResult | None:
         """Rebuild the full TaskResult of ``task_id`` (steps, tool calls, subtasks), or ``None``."""
@@ -338,14 +371,7 @@ def _load_tree(session: Session, task_id: str) -> TreeRows | None:
 
 
 def _write_result(connection: Connection, flat: FlatResult, root_id: str, now: datetime) -> None:
-    ids = flat.ids
-    known = {
-        row.id: row
-        for row in connection.execute(
-            select(_TASKS.c.id, _TASKS.c.workspace, _TASKS.c.priority, _TASKS.c.finished_at).where(_TASKS.c.id.in_(ids))
-        )
-    }
-    routed = set(connection.scalars(select(_ROUTES.c.task_id).where(_ROUTES.c.task_id.in_(ids))))
+    known = {row.id: row for row in connection.execute(_KNOWN, {"ids": flat.ids})}
     root = known.get(root_id)
     inherited = {"workspace": root.workspace if root else "", "priority": root.priority if root else "normal"}
     updates, inserts = [], []
@@ -359,9 +385,12 @@ def _write_result(connection: Connection, flat: FlatResult, root_id: str, now: d
             inserts.append({**values, **inherited, "requested_agent": None, "created_at": now})
     if updates:
         connection.execute(_UPDATE_TASK, updates)
-        connection.execute(delete(_CALLS).where(_CALLS.c.task_id.in_(known)))
-        connection.execute(delete(_STEPS).where(_STEPS.c.task_id.in_(known)))
+    rerecorded = [task_id for task_id, row in known.items() if row.recorded]
+    if rerecorded:
+        connection.execute(_DELETE_CALLS, {"ids": rerecorded})
+        connection.execute(_DELETE_STEPS, {"ids": rerecorded})
+    routed = {task_id for task_id, row in known.items() if row.routed}
     routes = [route_row(task_id, route, now) for task_id, route in flat.routes.items() if task_id not in routed]
     for table, rows in ((_TASKS, inserts), (_ROUTES, routes), (_STEPS, flat.steps), (_CALLS, flat.calls)):
         if rows:
-            connection.execute(insert(table), rows)
+            connection.execute(_INSERT[table.name], rows)

@@ -24,12 +24,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Connection, Engine, Integer, bindparam, func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from mcphive.errors import InvalidTask, QueueFull, UsageError
-from mcphive.memory._engine import create_store_engine, migrate, transaction, writer
+from mcphive.memory._engine import core_transaction, create_store_engine, migrate, writer
 from mcphive.types import Task
 
 from ._queue_statements import (
@@ -50,6 +49,20 @@ _C = QUEUE.c
 # Arbitrary but fixed: serialises puts on PostgreSQL so that the size bound holds across hosts.
 _PG_PUT_LOCK = 0x6D717075
 _RANK_NAMES = {0: "critical", 1: "high", 2: "normal", 3: "low"}
+
+# Built once: a statement built per call costs more than SQLite takes to run it.
+_INSERT = QUEUE.insert()
+_WAITING = select(_C.seq).where(_C.state == "queued")
+_COUNT_WAITING = select(func.count()).select_from(_WAITING.subquery())
+# Counting stops at the bound: a put costs O(max_size), not O(queue length).
+_COUNT_WAITING_UP_TO = select(func.count()).select_from(_WAITING.limit(bindparam("up_to", type_=Integer)).subquery())
+_COMPLETE = (
+    QUEUE.update()
+    .where(
+        _C.task_id.in_(bindparam("ids", expanding=True)), _C.state == "claimed", _C.lease_owner == bindparam("worker")
+    )
+    .values(state="done", lease_owner=None, lease_expires_at=None, finished_at=bindparam("finished"))
+)
 
 
 @dataclass(frozen=True)
@@ -149,15 +162,13 @@ class SyncDurableQueue:
         self.engine.dispose()
 
     def __len__(self) -> int:
-        with transaction(self.engine, "count the queued tasks") as session:
+        with core_transaction(self.engine, "count the queued tasks") as session:
             return self._queued(session)
 
-    def _queued(self, session: Session, *, up_to: int | None = None) -> int:
-        waiting = select(_C.seq).where(_C.state == "queued")
-        if up_to is not None:
-            # Counting stops at the bound: a put costs O(max_size), not O(queue length).
-            waiting = waiting.limit(up_to)
-        return int(session.scalar(select(func.count()).select_from(waiting.subquery())) or 0)
+    def _queued(self, session: Connection, *, up_to: int | None = None) -> int:
+        if up_to is None:
+            return int(session.scalar(_COUNT_WAITING) or 0)
+        return int(session.scalar(_COUNT_WAITING_UP_TO, {"up_to": up_to}) or 0)
 
     def put(self, task: Task, *, deadline: float | None = None) -> None:
         """Queue ``task``; ``deadline`` (UNIX seconds) orders it before later deadlines of equal rank.
@@ -190,7 +201,7 @@ class SyncDurableQueue:
             }
             for i, task in enumerate(tasks)
         ]
-        with transaction(self._writer, "queue tasks") as session:
+        with core_transaction(self._writer, "queue tasks") as session:
             # The lock also makes the turns below exact: no other put runs in between.
             if self._dialect == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_PUT_LOCK})
@@ -202,13 +213,13 @@ class SyncDurableQueue:
                 )
             self._assign_turns(session, rows)
             try:
-                session.execute(QUEUE.insert(), rows)
+                session.execute(_INSERT, rows)
             except IntegrityError as e:
                 raise InvalidTask(
                     "a task with one of these ids is already in the queue; give each task a new id"
                 ) from e
 
-    def _assign_turns(self, session: Session, rows: list[dict[str, Any]]) -> None:
+    def _assign_turns(self, session: Connection, rows: list[dict[str, Any]]) -> None:
         """Give each row its turn in its tenant's line of its class (see :mod:`._queue_statements`)."""
         # Per (class, tenant) of the batch: (the class's lowest queued turn, the pair's newest live turn).
         basis: dict[tuple[int, str], tuple[int, int]] = {}
@@ -234,7 +245,7 @@ class SyncDurableQueue:
         """
         now = self._clock()
         expires = now + (lease_s if lease_s is not None else self._lease_s)
-        with transaction(self._writer, "claim tasks") as session:
+        with core_transaction(self._writer, "claim tasks") as session:
             session.execute(self._reclaim, {"now": now, "max_attempts": self._max_attempts})
             params: dict[str, Any] = {"now": now, "aging_s": self._aging_s, "n": n, "worker": worker_id}
             if self._limits:
@@ -259,7 +270,7 @@ class SyncDurableQueue:
 
         return key
 
-    def _pick(self, session: Session, params: dict[str, Any]) -> list[Any]:
+    def _pick(self, session: Connection, params: dict[str, Any]) -> list[Any]:
         excluding, n = bool(params.get("full")), params["n"]
         # Room for the rows other claimers hold locked right now, which the shortlist still names.
         room = 4 * n + 16
@@ -280,7 +291,7 @@ class SyncDurableQueue:
             rows += session.execute(self._claims[excluding, False], {**params, "n": n - len(rows)}).all()
         return rows
 
-    def _limit_batch(self, session: Session, params: dict[str, Any], n: int) -> int:
+    def _limit_batch(self, session: Connection, params: dict[str, Any], n: int) -> int:
         """Exclude agents at their limit; shrink the batch so no limited agent can pass its limit."""
         if self._dialect == "postgresql":
             # Counting claimed rows is only exact while no other claimer counts at the same time.
@@ -309,9 +320,9 @@ class SyncDurableQueue:
 
     def complete_many(self, task_ids: Sequence[str], worker_id: str) -> int:
         """Mark several of ``worker_id``'s tasks done in one transaction; returns how many it still held."""
-        values = {"state": "done", "lease_owner": None, "lease_expires_at": None, "finished_at": self._clock()}
-        with transaction(self._writer, "complete tasks") as session:
-            result = session.execute(self._owned(task_ids, worker_id).values(values))
+        params = {"ids": list(task_ids), "worker": worker_id, "finished": self._clock()}
+        with core_transaction(self._writer, "complete tasks") as session:
+            result = session.execute(_COMPLETE, params)
             return int(getattr(result, "rowcount", 0))
 
     def fail(self, task_id: str, worker_id: str, *, error: str = "", retry: bool = False) -> bool:
@@ -319,7 +330,7 @@ class SyncDurableQueue:
 
         Returns False (and changes nothing) when ``worker_id`` no longer holds the lease.
         """
-        with transaction(self._writer, "fail a task") as session:
+        with core_transaction(self._writer, "fail a task") as session:
             row = session.execute(
                 select(_C.attempts).where(_C.task_id == task_id, _C.state == "claimed", _C.lease_owner == worker_id)
             ).first()
@@ -338,7 +349,7 @@ class SyncDurableQueue:
         claimable until :meth:`decide` queues it again. Returns False (and changes nothing) when
         ``worker_id`` no longer holds the lease.
         """
-        with transaction(self._writer, "park a task awaiting approval") as session:
+        with core_transaction(self._writer, "park a task awaiting approval") as session:
             row = session.execute(
                 select(_C.approval).where(_C.task_id == task_id, _C.state == "claimed", _C.lease_owner == worker_id)
             ).first()
@@ -355,7 +366,7 @@ class SyncDurableQueue:
         Returns the pending call that was decided, or None when ``task_id`` is not awaiting approval.
         Decisions are kept with the task, keyed by the call's key, so the run that claims it next finds them.
         """
-        with transaction(self._writer, "decide on a task awaiting approval") as session:
+        with core_transaction(self._writer, "decide on a task awaiting approval") as session:
             row = session.execute(
                 select(_C.approval).where(_C.task_id == task_id, _C.state == "awaiting_approval")
             ).first()
@@ -369,7 +380,7 @@ class SyncDurableQueue:
 
     def pending(self, task_id: str) -> dict[str, Any] | None:
         """The call ``task_id`` waits to have approved, or None when it is not awaiting approval."""
-        with transaction(self.engine, "read a pending approval") as session:
+        with core_transaction(self.engine, "read a pending approval") as session:
             approval = session.scalar(select(_C.approval).where(_C.task_id == task_id, _C.state == "awaiting_approval"))
         pending = (approval or {}).get("pending")
         return pending if isinstance(pending, dict) else None
@@ -378,20 +389,20 @@ class SyncDurableQueue:
         return QUEUE.update().where(_C.task_id.in_(list(task_ids)), _C.state == "claimed", _C.lease_owner == worker_id)
 
     def _update_owned(self, task_id: str, worker_id: str, values: dict[str, Any], what: str) -> bool:
-        with transaction(self._writer, what) as session:
+        with core_transaction(self._writer, what) as session:
             result = session.execute(self._owned([task_id], worker_id).values(values))
             return int(getattr(result, "rowcount", 0)) == 1
 
     def remove(self, task_id: str) -> bool:
         """Drop a queued (not yet claimed) or parked task; True if it was either."""
-        with transaction(self._writer, "remove a task") as session:
+        with core_transaction(self._writer, "remove a task") as session:
             waiting = _C.state.in_(("queued", "awaiting_approval"))
             result = session.execute(QUEUE.delete().where(_C.task_id == task_id, waiting))
             return int(getattr(result, "rowcount", 0)) == 1
 
     def entry(self, task_id: str) -> QueueEntry | None:
         """Where ``task_id`` stands, or None when it was never queued (or was removed or purged)."""
-        with transaction(self.engine, "read a queue entry") as session:
+        with core_transaction(self.engine, "read a queue entry") as session:
             row = session.execute(
                 select(_C.task_id, _C.state, _C.attempts, _C.lease_owner, _C.lease_expires_at, _C.error).where(
                     _C.task_id == task_id
@@ -401,7 +412,7 @@ class SyncDurableQueue:
 
     def stats(self) -> QueueStats:
         """Counts by state, and queued tasks by priority class."""
-        with transaction(self.engine, "count the queue") as session:
+        with core_transaction(self.engine, "count the queue") as session:
             by_state: dict[str, int] = dict(session.execute(select(_C.state, func.count()).group_by(_C.state)).all())
             queued = select(_C.rank, func.count()).where(_C.state == "queued").group_by(_C.rank)
             by_rank: dict[int, int] = dict(session.execute(queued).all())
@@ -415,7 +426,7 @@ class SyncDurableQueue:
 
     def purge(self, finished_before: float) -> int:
         """Delete done and failed tasks that finished before ``finished_before``; returns how many."""
-        with transaction(self._writer, "purge finished tasks") as session:
+        with core_transaction(self._writer, "purge finished tasks") as session:
             result = session.execute(
                 QUEUE.delete().where(_C.state.in_(("done", "failed")), _C.finished_at < finished_before)
             )

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mcphive.agents.toolbox import ToolOutcome
 from mcphive.errors import StoreError
-from mcphive.memory._engine import run_blocking, transaction, writer
+from mcphive.memory._engine import core_transaction, run_blocking, writer
 from mcphive.memory._tables import LedgerRow
 from mcphive.redaction import redact_tree
 
@@ -49,7 +49,7 @@ class ToolLedger:
 
     def _recorded(self, task_id: str, key: str) -> ToolOutcome | None:
         query = select(_C.result, _C.structured, _C.is_error).where(_C.task_id == task_id, _C.call_key == key)
-        with transaction(self._engine, "read the tool ledger") as session:
+        with core_transaction(self._engine, "read the tool ledger") as session:
             row = session.execute(query).first()
         return None if row is None else ToolOutcome(row.result, row.structured, row.is_error, 0.0)
 
@@ -82,7 +82,7 @@ class ToolLedger:
 
     def _record(self, row: dict[str, Any]) -> None:
         try:
-            with transaction(self._writer, "record a tool call in the ledger") as session:
+            with core_transaction(self._writer, "record a tool call in the ledger") as session:
                 session.execute(insert(_LEDGER), [self._redacted(row)])
         except StoreError as e:
             if not isinstance(e.__cause__, IntegrityError):
@@ -92,6 +92,6 @@ class ToolLedger:
     def calls(self, task_id: str) -> list[dict[str, Any]]:
         """Every recorded call of ``task_id``, oldest first (for inspection and tests)."""
         query = select(_C.call_key, _C.tool, _C.arguments, _C.is_error).where(_C.task_id == task_id)
-        with transaction(self._engine, "read the tool ledger") as session:
+        with core_transaction(self._engine, "read the tool ledger") as session:
             rows = session.execute(query.order_by(_C.recorded_at)).all()
         return [row._asdict() for row in rows]

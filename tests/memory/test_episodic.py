@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from _pg import pg_bin_dir, postgres_cluster
 from sqlalchemy import func, select
 
 from mcphive.errors import StoreError, UsageError
@@ -321,3 +322,34 @@ async def test_resolve_id_expands_a_unique_prefix_and_explains_unknown_and_ambig
         await memory.resolve_id("abd")
     with pytest.raises(UsageError, match="no task with id starting '_b'"):
         await memory.resolve_id("_b")
+
+
+async def test_on_postgresql_the_hot_writes_behave_as_on_sqlite() -> None:
+    """record_task (ON CONFLICT), set_status and record_result (re-recorded) on the other dialect."""
+    if pg_bin_dir() is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: install postgresql or set MCPHIVE_PG_BIN")
+    with postgres_cluster() as url:
+        memory = EpisodicMemory.open(url)
+        try:
+            task = _task(priority=Priority.HIGH, agent="code")
+            await memory.record_task(task)
+            await memory.record_task(task.model_copy(update={"text": "changed"}))
+            await memory.set_status(task.id, TaskStatus.RUNNING)
+            result = _result(task)
+            result.subtasks = [
+                TaskResult(task_id=f"{task.id}-a", text="half", status=TaskStatus.SUCCEEDED, agent="docs", answer="ok")
+            ]
+            await memory.record_result(result)
+            await memory.record_result(result)
+            with pytest.raises(UsageError, match="record_task"):
+                await memory.set_status("no-such-task", TaskStatus.FAILED, error="gone")
+
+            stored = await memory.get(task.id)
+            [summary] = await memory.recent()
+            calls = _count(memory, ToolCallRow)
+        finally:
+            memory.close()
+
+    assert stored == result
+    assert (summary.text, summary.status) == (task.text, TaskStatus.SUCCEEDED)
+    assert calls == len(result.tool_calls)
