@@ -1,47 +1,83 @@
-"""Per-task progress events: kept for late subscribers, streamed to live ones; credentials redacted on the way in."""
+"""Per-task progress events: kept for late subscribers, streamed to live ones; credentials redacted on the way out.
+
+An event's data is redacted before anyone outside the bus sees it: at once when the task has a live
+subscriber, else when its history is first read, one batch for all the events not yet redacted.
+Most tasks' histories are never read, so most events are never scanned (a task publishes about
+eight, and scanning them one by one took ~5 % of a short task's time).
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from mcphive.redaction import redact_value
-from mcphive.types import Event
+from mcphive.redaction import redact_tree, redact_value
+from mcphive.types import Event, utcnow
 
 __all__ = ["EventBus", "describe"]
 
 _MAX_EVENTS_PER_TASK = 2000
 
 
+@dataclass
+class _Entry:
+    """One published event: its data raw until first read, then the redacted :class:`Event`."""
+
+    kind: str
+    data: dict[str, Any]
+    at: datetime
+    event: Event | None = None
+
+
 class EventBus:
     """Publishes :class:`Event`s per task; ``subscribe`` replays the past, then follows until ``finished``."""
 
     def __init__(self) -> None:
-        self._history: dict[str, list[Event]] = {}
+        self._history: dict[str, list[_Entry]] = {}
         self._subscribers: dict[str, list[MemoryObjectSendStream[Event]]] = {}
 
-    def publish(self, task_id: str, kind: str, data: dict[str, Any] | None = None) -> Event:
-        """Record and fan out one event; credentials in its data (tool arguments, errors) are redacted first."""
-        event = Event(task_id=task_id, kind=kind, data=redact_value(data) if data else {})
+    def publish(self, task_id: str, kind: str, data: dict[str, Any] | None = None) -> None:
+        """Record and fan out one event; credentials in its data (tool arguments, errors) never leave the bus.
+
+        The bus takes ``data`` over: the caller must not change it afterwards (it may be redacted later).
+        """
+        entry = _Entry(kind, data or {}, utcnow())
         history = self._history.setdefault(task_id, [])
         if len(history) < _MAX_EVENTS_PER_TASK:
-            history.append(event)
-        for stream in self._subscribers.get(task_id, []):
-            # A stalled consumer loses events rather than stalling the task.
-            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
-                stream.send_nowait(event)
+            history.append(entry)
+        streams = self._subscribers.get(task_id, [])
+        if streams:
+            event = self._redacted(task_id, entry)
+            for stream in streams:
+                # A stalled consumer loses events rather than stalling the task.
+                with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
+                    stream.send_nowait(event)
         if kind == "finished":
             for stream in self._subscribers.pop(task_id, []):
                 stream.close()
-        return event
+
+    @staticmethod
+    def _redacted(task_id: str, entry: _Entry) -> Event:
+        if entry.event is None:
+            data = redact_value(entry.data) if entry.data else {}
+            entry.event = Event(task_id=task_id, kind=entry.kind, data=data, at=entry.at)
+        return entry.event
 
     def history(self, task_id: str) -> list[Event]:
         """Every event of the task so far."""
-        return list(self._history.get(task_id, []))
+        entries = self._history.get(task_id, [])
+        raw = [entry for entry in entries if entry.event is None]
+        if raw:  # one redaction batch for all of them
+            clean, _ = redact_tree([entry.data for entry in raw])
+            for entry, data in zip(raw, clean, strict=True):
+                entry.event = Event(task_id=task_id, kind=entry.kind, data=data, at=entry.at)
+        return [self._redacted(task_id, entry) for entry in entries]
 
     def forget(self, task_id: str) -> None:
         """Drop a finished task's history."""
