@@ -210,6 +210,7 @@ _CLEAN = _CleanTexts(4096)
 # What counts as the rest of a credential's token: no whitespace, quote, or JSON escape (``\\n`` in a
 # JSON-encoded tool result is a line break, not part of the token).
 _TOKEN_PART = r'(?:[^\s"\\]|\\(?![nrt"\\]))*'
+_JSON_START = re.compile(r"\s*[{\[]")
 
 
 def _token(value: str) -> re.Pattern[str]:
@@ -265,8 +266,7 @@ def _json_strings(text: str) -> list[str] | None:
     A tool's JSON result holds its text with quotes and newlines escaped, which hides quoted secrets
     from the plugins and makes one long line of a whole file: its decoded strings are scanned instead.
     """
-    head = text.lstrip()[:1]
-    if head not in ("{", "[") or len(text) > 4_000_000:
+    if _JSON_START.match(text) is None or len(text) > 4_000_000:
         return None
     try:
         document = json.loads(text)
@@ -277,14 +277,23 @@ def _json_strings(text: str) -> list[str] | None:
 
 def _strings(value: Any, *, keys: bool = False) -> list[str]:
     """Every string in ``value`` (any JSON-like tree), depth first; dict keys too with ``keys``."""
+    found: list[str] = []
+    _collect(value, found, keys)
+    return found
+
+
+def _collect(value: Any, found: list[str], keys: bool) -> None:
+    # One list filled in place: a list per node joined upwards costs O(strings x depth).
     if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        named = [str(key) for key in value] if keys else []
-        return named + [text for item in value.values() for text in _strings(item, keys=keys)]
-    if isinstance(value, list | tuple):
-        return [text for item in value for text in _strings(item, keys=keys)]
-    return []
+        found.append(value)
+    elif isinstance(value, dict):
+        if keys:
+            found.extend(str(key) for key in value)
+        for item in value.values():
+            _collect(item, found, keys)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _collect(item, found, keys)
 
 
 def _rebuild(value: Any, replace: Callable[[str], str]) -> Any:
