@@ -391,10 +391,10 @@ class Hive:
 
     async def _worker(self, worker_id: str) -> None:
         while True:
+            # The queue's claim yields before it claims: the finished task's waiters run first, and a task
+            # they submit then can go straight to this worker (the durable queue's hand-off).
             claim = await self.queue.claim(worker_id)
             await self._run_claim(claim, worker_id)
-            # Let the finished task's waiters run before this worker's next claim, which may run inline.
-            await anyio.lowlevel.checkpoint()
 
     async def _run_claim(self, claim: Claim, worker_id: str) -> None:
         """Run one claimed task, keeping its lease alive; a lease lost to another worker abandons the run.

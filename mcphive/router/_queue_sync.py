@@ -184,8 +184,33 @@ class SyncDurableQueue:
         """Queue ``tasks`` in one transaction, all or none, in their order; see :meth:`put`."""
         if deadlines is not None and len(deadlines) != len(tasks):
             raise UsageError(f"put_many got {len(tasks)} tasks but {len(deadlines)} deadlines; pass one per task")
-        if not tasks:
-            return
+        if tasks:
+            self._insert(tasks, deadlines)
+
+    def put_to(
+        self, task: Task, worker_id: str, *, deadline: float | None = None, lease_s: float | None = None
+    ) -> Lease | None:
+        """Queue ``task`` and, when no other task is waiting, hand it to ``worker_id`` in the same transaction.
+
+        The hand-off is the claim ``worker_id`` would have made next (nothing waits ahead of the task),
+        without its queries: the row is written claimed, under a lease, as a claim leaves it. A task
+        whose agent has a concurrency limit is never handed off (its limit is counted at claims).
+
+        Returns:
+            The lease, or None when the task was queued for a later claim instead.
+
+        Raises:
+            QueueFull, InvalidTask, StoreError: as :meth:`put`.
+        """
+        return self._insert([task], [deadline], hand_to=(worker_id, lease_s if lease_s is not None else self._lease_s))
+
+    def _insert(
+        self,
+        tasks: Sequence[Task],
+        deadlines: Sequence[float | None] | None,
+        *,
+        hand_to: tuple[str, float] | None = None,
+    ) -> Lease | None:
         now = self._clock()
         rows = [
             {
@@ -212,12 +237,24 @@ class SyncDurableQueue:
                     "retry later, add workers or raise the queue size"
                 )
             self._assign_turns(session, rows)
+            lease = None
+            if hand_to is not None and waiting == 0 and tasks[0].agent not in self._limits:
+                worker_id, lease_s = hand_to
+                lease = Lease(tasks[0], worker_id, 1, now + lease_s, deadlines[0] if deadlines is not None else None)
+                rows[0].update(
+                    state="claimed",
+                    lease_owner=worker_id,
+                    lease_expires_at=lease.expires_at,
+                    heartbeat_at=now,
+                    attempts=1,
+                )
             try:
                 session.execute(_INSERT, rows)
             except IntegrityError as e:
                 raise InvalidTask(
                     "a task with one of these ids is already in the queue; give each task a new id"
                 ) from e
+        return lease
 
     def _assign_turns(self, session: Connection, rows: list[dict[str, Any]]) -> None:
         """Give each row its turn in its tenant's line of its class (see :mod:`._queue_statements`)."""
@@ -324,6 +361,14 @@ class SyncDurableQueue:
         with core_transaction(self._writer, "complete tasks") as session:
             result = session.execute(_COMPLETE, params)
             return int(getattr(result, "rowcount", 0))
+
+    def release(self, task_id: str, worker_id: str) -> bool:
+        """Give ``worker_id``'s claimed task back unrun: queued again, this hand-out not counted as an attempt.
+
+        Returns False (and changes nothing) when ``worker_id`` no longer holds the lease.
+        """
+        values = {"state": "queued", "lease_owner": None, "lease_expires_at": None, "attempts": _C.attempts - 1}
+        return self._update_owned(task_id, worker_id, values, "give back a claimed task")
 
     def fail(self, task_id: str, worker_id: str, *, error: str = "", retry: bool = False) -> bool:
         """Mark ``task_id`` failed, or queue it again with ``retry`` while attempts remain.

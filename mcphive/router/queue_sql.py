@@ -13,6 +13,7 @@ claimable again once its lease expires, until it has been handed out ``max_attem
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
 import anyio
@@ -28,6 +29,25 @@ __all__ = ["DurableQueue", "Lease", "QueueEntry", "SyncDurableQueue"]
 T = TypeVar("T")
 
 
+@dataclass(eq=False)
+class _Idle:
+    """One :meth:`DurableQueue.claim_wait` of this process between two claims."""
+
+    worker_id: str
+    lease_s: float | None
+    woken: anyio.Event = field(default_factory=anyio.Event)
+    """Set when a task may have become claimable (or was handed over)."""
+    ready: bool = False
+    """Its claim found nothing and it waits: a put may hand it the task directly."""
+    reserved: bool = False
+    """A put chose it for a hand-off; it waits for ``settled`` before anything else."""
+    settled: anyio.Event = field(default_factory=anyio.Event)
+    leases: list[Lease] = field(default_factory=list)
+    """What the put handed over (one lease), until claim_wait returns it."""
+    gone: bool = False
+    """claim_wait has ended (returned or was cancelled): a lease handed now must be given back."""
+
+
 class DurableQueue:
     """The async face of :class:`SyncDurableQueue` (reachable as :attr:`sync`): each call runs in a worker thread
     (inline on SQLite when it can take its lock at once).
@@ -41,8 +61,8 @@ class DurableQueue:
 
     def __init__(self, store: SyncDurableQueue) -> None:
         self.sync = store
-        self._idle: set[anyio.Event] = set()
-        """One event per :meth:`claim_wait` of this process between two polls; a task made claimable sets them."""
+        self._idle: list[_Idle] = []
+        """The :meth:`claim_wait` calls of this process between two claims; a task made claimable wakes them."""
 
     @classmethod
     def open(cls, url: str, **options: Any) -> Self:
@@ -55,8 +75,16 @@ class DurableQueue:
 
     def _wake_idle(self) -> None:
         """This process's waiting claimers claim now rather than at their next poll."""
-        for waiting in self._idle:
-            waiting.set()
+        for idle in self._idle:
+            idle.woken.set()
+
+    def _take_idle(self) -> _Idle | None:
+        """Reserve one claimer that found nothing and waits, for a direct hand-off; None when there is none."""
+        for idle in self._idle:
+            if idle.ready and not idle.reserved:
+                idle.ready, idle.reserved = False, True
+                return idle
+        return None
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -69,8 +97,35 @@ class DurableQueue:
         self.close()
 
     async def put(self, task: Task, *, deadline: float | None = None) -> None:
-        """See :meth:`SyncDurableQueue.put`."""
-        await self._run(lambda: self.sync.put(task, deadline=deadline))
+        """See :meth:`SyncDurableQueue.put`.
+
+        When a claimer of this process waits with nothing to claim and nothing else is queued, the
+        task is handed to it in the put's own transaction (:meth:`SyncDurableQueue.put_to`): it is the
+        task that claimer's next claim would take, without the claim's four queries.
+        """
+        idle = self._take_idle()
+        if idle is None:
+            await self._run(lambda: self.sync.put(task, deadline=deadline))
+            self._wake_idle()
+            return
+        lease = None
+        try:
+            lease = await self._run(
+                lambda: self.sync.put_to(task, idle.worker_id, deadline=deadline, lease_s=idle.lease_s)
+            )
+        finally:
+            if lease is not None and not idle.gone:
+                idle.leases.append(lease)
+            idle.settled.set()
+            idle.woken.set()
+        if lease is None:  # queued behind others: whoever claims first takes it
+            self._wake_idle()
+        elif idle.gone:  # the claimer stopped waiting meanwhile: the task goes back in line
+            await self._release([lease])
+
+    async def _release(self, leases: Sequence[Lease]) -> None:
+        for lease in leases:
+            await self._run(lambda lease=lease: self.sync.release(lease.task.id, lease.worker_id))  # type: ignore[misc]
         self._wake_idle()
 
     async def put_many(self, tasks: Sequence[Task], *, deadlines: Sequence[float | None] | None = None) -> None:
@@ -92,20 +147,48 @@ class DurableQueue:
         """Wait until at least one task is claimable and claim up to ``n``; polls every ``poll_s`` while empty.
 
         A task this process makes claimable (put, or queued again by a decision or a retry) ends the
-        wait at once; other processes' tasks are seen at the next poll. Wrap the call in
+        wait at once — a put while nothing else is queued hands its task over directly (see
+        :meth:`put`); other processes' tasks are seen at the next poll. Wrap the call in
         ``anyio.fail_after`` (or cancel its scope) to stop waiting.
         """
+        first = True
         while True:
-            woken = anyio.Event()  # made before the claim, so a put during it is not missed
-            self._idle.add(woken)
+            idle = _Idle(worker_id, lease_s)  # listed before the claim, so a put during it is not missed
+            self._idle.append(idle)
             try:
+                if first:
+                    # Yield once before the first claim: what runs now (the caller of a task that just
+                    # finished, submitting the next) may put its task straight into this claimer's hands.
+                    first = False
+                    idle.ready = True
+                    await anyio.lowlevel.checkpoint()
+                    idle.ready = False
+                    if handed := await self._handed(idle):
+                        return handed
                 leases = await self.claim_many(worker_id, n, lease_s=lease_s)
                 if leases:
                     return leases
+                idle.ready = True
                 with anyio.move_on_after(poll_s):
-                    await woken.wait()
+                    await idle.woken.wait()
+                idle.ready = False
+                if handed := await self._handed(idle):
+                    return handed
             finally:
-                self._idle.discard(woken)
+                idle.gone = True
+                self._idle.remove(idle)
+                if idle.leases:  # handed a task, but cancelled before returning it
+                    with anyio.CancelScope(shield=True):
+                        await self._release(idle.leases)
+
+    @staticmethod
+    async def _handed(idle: _Idle) -> list[Lease]:
+        """What a put chose ``idle`` for, once that put is done: a lease, or nothing when it queued the task."""
+        if not idle.reserved:
+            return []
+        await idle.settled.wait()
+        handed, idle.leases = idle.leases, []
+        return handed
 
     async def heartbeat(self, task_id: str, worker_id: str, *, lease_s: float | None = None) -> bool:
         """See :meth:`SyncDurableQueue.heartbeat`."""

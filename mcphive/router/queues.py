@@ -47,7 +47,9 @@ class TaskQueue(Protocol):
 
     async def put(self, task: Task) -> None: ...
 
-    async def claim(self, worker_id: str) -> Claim: ...
+    async def claim(self, worker_id: str) -> Claim:
+        """The next task, waiting for one; yields to other tasks once before it claims anything."""
+        ...
 
     async def heartbeat(self, task_id: str, worker_id: str) -> bool: ...
 
@@ -86,6 +88,7 @@ class LocalQueue:
         self.prioritizer.put(task)
 
     async def claim(self, worker_id: str) -> Claim:
+        await anyio.lowlevel.checkpoint()  # let others run first (see TaskQueue.claim)
         task = await self.prioritizer.claim()
         return Claim(task, decisions=dict(self._decisions.get(task.id, {})))
 

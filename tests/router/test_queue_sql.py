@@ -359,3 +359,78 @@ async def test_a_locked_sqlite_queue_moves_the_call_to_a_thread_and_the_loop_kee
         assert [lease.task.text for lease in await queue.claim_many("w", 5)] == ["queued while locked"]
         with queue.sync.engine.connect() as connection:  # the inline attempt's zero busy timeout did not stick
             assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+
+
+@pytest.mark.anyio
+async def test_a_put_while_a_claimer_waits_on_an_empty_queue_hands_it_the_task_without_a_claim(queue_url: str) -> None:
+    async with DurableQueue.open(queue_url, lease_s=30) as queue:
+        claims = Counter[str]()
+        original = queue.sync.claim_many
+
+        def counted(worker_id: str, n: int, *, lease_s: float | None = None) -> list[Any]:
+            claims[worker_id] += 1
+            return original(worker_id, n, lease_s=lease_s)
+
+        queue.sync.claim_many = counted  # type: ignore[method-assign]
+        t = task("high", "handed over")
+
+        async def put_soon() -> None:
+            await anyio.wait_all_tasks_blocked()  # the claimer found nothing and waits
+            await queue.put(t)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(put_soon)
+            with anyio.fail_after(10):
+                (lease,) = await queue.claim_wait("w", 1, poll_s=600)
+
+        assert (lease.task.id, lease.worker_id, lease.attempt) == (t.id, "w", 1)
+        assert claims == {"w": 1}  # only the first, empty claim: the task came with the put
+        entry = await queue.entry(t.id)
+        assert entry is not None and (entry.state, entry.lease_owner, entry.attempts) == ("claimed", "w", 1)
+        assert entry.lease_expires_at == pytest.approx(lease.expires_at)
+        assert await queue.heartbeat(t.id, "w") is True
+        assert await queue.complete(t.id, "w") is True
+
+
+def test_put_to_hands_over_only_when_nothing_waits_and_the_agent_is_unlimited(queue_url: str, clock: Clock) -> None:
+    queue = SyncDurableQueue.open(queue_url, lease_s=30, agent_limits={"ops": 2}, clock=clock)
+    try:
+        older, newer, limited = task(text="older"), task("critical", "newer"), task(text="limited", agent="ops")
+        queue.put(older)
+        assert queue.put_to(newer, "w") is None  # a task waits: the claim order decides, not the put
+        assert queue.put_to(limited, "w") is None  # its limit is counted at claims
+        assert [texts(queue, n=1) for _ in range(3)] == [["newer"], ["older"], ["limited"]]
+        free = task(text="free")
+        lease = queue.put_to(free, "w2")
+        assert lease is not None and lease.expires_at == clock.now + 30
+        assert queue.claim("w3") is None  # handed over means claimed: nobody else gets it
+        assert queue.release(free.id, "w2") is True  # given back unrun, not counted as an attempt
+        entry = queue.entry(free.id)
+        assert entry is not None and (entry.state, entry.attempts, entry.lease_owner) == ("queued", 0, None)
+        assert texts(queue, "w3") == ["free"]
+    finally:
+        queue.close()
+
+
+@pytest.mark.anyio
+async def test_a_claimer_cancelled_during_a_hand_off_leaves_the_task_queued(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    async with DurableQueue.open(f"sqlite:///{path}", lease_s=30) as queue:
+        t = task(text="nobody took it")
+        with anyio.CancelScope() as waiting:
+
+            async def put_while_locked() -> None:
+                await anyio.wait_all_tasks_blocked()
+                async with held_write_lock(path, seconds=0.3):  # the put waits in a thread for the lock
+                    async with anyio.create_task_group() as inner:
+                        inner.start_soon(queue.put, t)
+                        await anyio.sleep(0.1)
+                        waiting.cancel()  # the claimer gives up while its hand-off is under way
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(put_while_locked)
+                await queue.claim_wait("w", 1, poll_s=600)
+
+        entry = await queue.entry(t.id)
+        assert entry is not None and (entry.state, entry.attempts, entry.lease_owner) == ("queued", 0, None)
+        assert [lease.task.id for lease in await queue.claim_many("w2", 1)] == [t.id]
