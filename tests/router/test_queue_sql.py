@@ -421,11 +421,11 @@ async def test_a_claimer_cancelled_during_a_hand_off_leaves_the_task_queued(tmp_
 
             async def put_while_locked() -> None:
                 await anyio.wait_all_tasks_blocked()
-                async with held_write_lock(path, seconds=0.3):  # the put waits in a thread for the lock
-                    async with anyio.create_task_group() as inner:
-                        inner.start_soon(queue.put, t)
-                        await anyio.sleep(0.1)
-                        waiting.cancel()  # the claimer gives up while its hand-off is under way
+                # The put waits in a thread for the lock; the claimer gives up while its hand-off is under way.
+                async with held_write_lock(path, seconds=0.3), anyio.create_task_group() as inner:
+                    inner.start_soon(queue.put, t)
+                    await anyio.sleep(0.1)
+                    waiting.cancel()
 
             async with anyio.create_task_group() as group:
                 group.start_soon(put_while_locked)
