@@ -23,7 +23,7 @@ from their ``/metrics``: hit rate = Δ``vllm:prefix_cache_hits_total`` / Δ``vll
 (tokens), and tokens/s counts the queried prompt tokens plus the generated ones. Those results go
 under the ``"vllm"`` key of the results file; the llama.cpp results stay at its top level.
 
-    python benchmarks/pool_routing.py [--sessions 8 --turns 3 --in-flight 4 --members 2]
+    python benchmarks/pool_routing.py [--sessions 24 --turns 6 --in-flight 4 --members 2]
                                       [--system-tokens 400 --turn-tokens 80 --control-sessions 4 --rounds 2]
                                       [--server llama.cpp|vllm]
 """
@@ -248,9 +248,9 @@ async def measure(launcher: PoolLauncher, args: argparse.Namespace) -> dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--sessions", type=int, default=24)
     parser.add_argument("--control-sessions", type=int, default=4)
-    parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--in-flight", type=int, default=4)
     parser.add_argument("--members", type=int, default=2)
     parser.add_argument("--system-tokens", type=int, default=400)
@@ -268,7 +268,11 @@ def main() -> None:
             args.members, server=ServerCommand.from_manifest(VLLM_MANIFEST), log_dir=args.log_dir, start_timeout=600
         )
     else:
-        extra = ("--cache", "true", "--cache_size", str(1 << 30))
+        # llama-cpp-python bounds its RAM prompt cache by the KV bytes of the saved states only, while each
+        # state also carries a copy of the logits buffer (n_batch x vocabulary floats: ~100 MB for SmolLM2);
+        # at 1 GiB of KV a six-turn run kept ~50 states and a member grew past 11 GB. 256 MiB of KV keeps
+        # a dozen (~1.5 GB): the last turn of every session a member serves, and more.
+        extra = ("--cache", "true", "--cache_size", str(256 << 20))
         launcher = PoolLauncher(args.members, n_ctx=4096, extra_args=extra, log_dir=args.log_dir)
     with launcher:
         result = anyio.run(measure, launcher, args)
@@ -290,7 +294,7 @@ def save(result: dict[str, object], args: argparse.Namespace) -> Path:
     if args.server == "vllm":
         data = {**previous, "vllm": {**result, "workload": workload}}
     else:
-        data = {**result, **({"vllm": previous["vllm"]} if "vllm" in previous else {})}
+        data = {**result, "workload": workload, **({"vllm": previous["vllm"]} if "vllm" in previous else {})}
     return write("pool_routing", data)
 
 
