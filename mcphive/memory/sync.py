@@ -89,7 +89,7 @@ def _status_update(error: bool, starts: bool, ends: bool) -> Update:
         values["started_at"] = func.coalesce(_TASKS.c.started_at, now)
     if ends:
         values["finished_at"] = func.coalesce(_TASKS.c.finished_at, now)
-    return _TASKS.update().where(_TASKS.c.id == bindparam("task_key")).values(values)
+    return _UPDATE_TASK.values(values)
 
 
 class TaskSummary(BaseModel):

@@ -56,13 +56,11 @@ _WAITING = select(_C.seq).where(_C.state == "queued")
 _COUNT_WAITING = select(func.count()).select_from(_WAITING.subquery())
 # Counting stops at the bound: a put costs O(max_size), not O(queue length).
 _COUNT_WAITING_UP_TO = select(func.count()).select_from(_WAITING.limit(bindparam("up_to", type_=Integer)).subquery())
-_COMPLETE = (
-    QUEUE.update()
-    .where(
-        _C.task_id.in_(bindparam("ids", expanding=True)), _C.state == "claimed", _C.lease_owner == bindparam("worker")
-    )
-    .values(state="done", lease_owner=None, lease_expires_at=None, finished_at=bindparam("finished"))
+# The claimed rows ``:ids`` that ``:worker`` still holds: only a lease's owner may change its task.
+_OWNED = QUEUE.update().where(
+    _C.task_id.in_(bindparam("ids", expanding=True)), _C.state == "claimed", _C.lease_owner == bindparam("worker")
 )
+_COMPLETE = _OWNED.values(state="done", lease_owner=None, lease_expires_at=None, finished_at=bindparam("finished"))
 
 
 @dataclass(frozen=True)
@@ -384,7 +382,7 @@ class SyncDurableQueue:
             again = retry and row.attempts < self._max_attempts
             values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None, "error": error or None}
             values.update(state="queued") if again else values.update(state="failed", finished_at=self._clock())
-            session.execute(self._owned([task_id], worker_id).values(values))
+            session.execute(_OWNED.values(values), {"ids": [task_id], "worker": worker_id})
             return True
 
     def park(self, task_id: str, worker_id: str, pending: dict[str, Any]) -> bool:
@@ -402,7 +400,7 @@ class SyncDurableQueue:
                 return False
             record = {"decisions": dict((row.approval or {}).get("decisions", {})), "pending": pending}
             values = {"state": "awaiting_approval", "lease_owner": None, "lease_expires_at": None, "approval": record}
-            session.execute(self._owned([task_id], worker_id).values(values))
+            session.execute(_OWNED.values(values), {"ids": [task_id], "worker": worker_id})
             return True
 
     def decide(self, task_id: str, decision: dict[str, Any]) -> dict[str, Any] | None:
@@ -430,12 +428,9 @@ class SyncDurableQueue:
         pending = (approval or {}).get("pending")
         return pending if isinstance(pending, dict) else None
 
-    def _owned(self, task_ids: Sequence[str], worker_id: str) -> Any:
-        return QUEUE.update().where(_C.task_id.in_(list(task_ids)), _C.state == "claimed", _C.lease_owner == worker_id)
-
     def _update_owned(self, task_id: str, worker_id: str, values: dict[str, Any], what: str) -> bool:
         with core_transaction(self._writer, what) as session:
-            result = session.execute(self._owned([task_id], worker_id).values(values))
+            result = session.execute(_OWNED.values(values), {"ids": [task_id], "worker": worker_id})
             return int(getattr(result, "rowcount", 0)) == 1
 
     def remove(self, task_id: str) -> bool:

@@ -12,12 +12,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from mcphive.redaction import redact_tree, redact_value
+from mcphive.redaction import redact_tree
 from mcphive.types import Event, utcnow
 
 __all__ = ["EventBus", "describe"]
@@ -53,7 +53,7 @@ class EventBus:
             history.append(entry)
         streams = self._subscribers.get(task_id, [])
         if streams:
-            event = self._redacted(task_id, entry)
+            [event] = self._redact(task_id, [entry])
             for stream in streams:
                 # A stalled consumer loses events rather than stalling the task.
                 with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
@@ -63,21 +63,18 @@ class EventBus:
                 stream.close()
 
     @staticmethod
-    def _redacted(task_id: str, entry: _Entry) -> Event:
-        if entry.event is None:
-            data = redact_value(entry.data) if entry.data else {}
-            entry.event = Event(task_id=task_id, kind=entry.kind, data=data, at=entry.at)
-        return entry.event
-
-    def history(self, task_id: str) -> list[Event]:
-        """Every event of the task so far."""
-        entries = self._history.get(task_id, [])
+    def _redact(task_id: str, entries: list[_Entry]) -> list[Event]:
+        """The events of ``entries``, redacting in one batch those not redacted yet."""
         raw = [entry for entry in entries if entry.event is None]
-        if raw:  # one redaction batch for all of them
+        if raw:
             clean, _ = redact_tree([entry.data for entry in raw])
             for entry, data in zip(raw, clean, strict=True):
                 entry.event = Event(task_id=task_id, kind=entry.kind, data=data, at=entry.at)
-        return [self._redacted(task_id, entry) for entry in entries]
+        return [cast(Event, entry.event) for entry in entries]  # every one set just above
+
+    def history(self, task_id: str) -> list[Event]:
+        """Every event of the task so far."""
+        return self._redact(task_id, self._history.get(task_id, []))
 
     def forget(self, task_id: str) -> None:
         """Drop a finished task's history."""

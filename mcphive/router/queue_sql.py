@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Self, TypeVar
 
 import anyio
@@ -125,7 +126,7 @@ class DurableQueue:
 
     async def _release(self, leases: Sequence[Lease]) -> None:
         for lease in leases:
-            await self._run(lambda lease=lease: self.sync.release(lease.task.id, lease.worker_id))  # type: ignore[misc]
+            await self._run(partial(self.sync.release, lease.task.id, lease.worker_id))
         self._wake_idle()
 
     async def put_many(self, tasks: Sequence[Task], *, deadlines: Sequence[float | None] | None = None) -> None:
