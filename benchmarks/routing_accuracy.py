@@ -43,7 +43,7 @@ BASELINES = {
     "knn3_mean": {"method": "knn", "k": 3},
     "centroid": {"method": "centroid"},
 }
-ROUTER = {"method": "blend", "k": 3}
+ROUTER = {"method": "blend", "k": 3, "lexical": 1.0}
 
 
 def data_dir() -> Path:
@@ -107,8 +107,10 @@ def closed_set(name: str) -> dict[str, Any]:
     result: dict[str, Any] = {"train": len(y_tr), "test": int(keep.sum()), "methods": {}}
     for label, options in {"blend": ROUTER, **BASELINES}.items():
         start = time.perf_counter()
-        head = CalibratedHead(folds=1, **options).fit(x_tr, y_tr)  # type: ignore[arg-type]
-        metrics = _metrics(head.predict_proba(x_te[keep]), y_te[keep])
+        head = CalibratedHead(folds=1, **options).fit(x_tr, y_tr, tr_texts)  # type: ignore[arg-type]
+        metrics = _metrics(
+            head.predict_proba(x_te[keep], [t for t, k in zip(te_texts, keep, strict=True) if k]), y_te[keep]
+        )
         metrics["fit_s"] = round(time.perf_counter() - start, 1)
         result["methods"][label] = metrics
         print(
@@ -122,7 +124,7 @@ def closed_set(name: str) -> dict[str, Any]:
         "accuracy": best["accuracy"],
         "macro_f1": best["macro_f1"],
         "ece": best["ece"],
-        "method": "logistic regression + 3-NN mean blend, temperature-scaled (router default)",
+        "method": "logistic regression + 3-NN mean + TF-IDF word regression blend, temperature-scaled (router default)",
     }
 
 
@@ -139,11 +141,13 @@ def open_set(name: str) -> dict[str, Any]:
     rows = np.array([label in known for label in tr_labels])
     y_tr, y_te, _ = _encode([lb for lb, k in zip(tr_labels, rows, strict=True) if k], te_labels)
     x_tr = x_tr[rows]
+    texts = np.array(tr_texts, dtype=object)[rows]
     slice_ = np.arange(len(y_tr)) % 5 == 0  # a fixed 20% of train for the thresholds
-    head = CalibratedHead(folds=1, **ROUTER).fit(x_tr[~slice_], y_tr[~slice_])  # type: ignore[arg-type]
-    val_p, val_s = head.predict_proba(x_tr[slice_]).max(axis=1), head.nearest_similarity(x_tr[slice_])
+    head = CalibratedHead(folds=1, **ROUTER).fit(x_tr[~slice_], y_tr[~slice_], list(texts[~slice_]))  # type: ignore[arg-type]
+    val_p = head.predict_proba(x_tr[slice_], list(texts[slice_])).max(axis=1)
+    val_s = head.nearest_similarity(x_tr[slice_])
     tau_p, tau_s = float(np.percentile(val_p, 5)), float(np.percentile(val_s, 5))
-    probs = head.predict_proba(x_te)
+    probs = head.predict_proba(x_te, te_texts)
     refused = (probs.max(axis=1) < tau_p) | (head.nearest_similarity(x_te) < tau_s)
     unknown = y_te < 0
     pred = np.where(refused, -1, probs.argmax(axis=1))

@@ -3,18 +3,21 @@
 Everything here is synchronous numpy/scipy on small matrices (a few thousand rows of 384
 floats at most for the agents' examples); the async router calls it from a worker thread.
 
-The head blends two views of the same examples: a multinomial logistic regression (learns which
-directions of the embedding space separate the agents) and the k-nearest-neighbour mean
-similarity (robust when an agent has only a handful of examples). The blended logits are divided
-by a temperature fitted on predictions for examples the head did not train on, so a reported
-probability of 0.8 is right about 80% of the time.
+The head blends views of the same examples: a multinomial logistic regression (learns which
+directions of the embedding space separate the agents), the k-nearest-neighbour mean
+similarity (robust when an agent has only a handful of examples) and, when ``lexical`` > 0, a
+logistic regression over TF-IDF word unigrams and bigrams of the example texts (scikit-learn's
+vectoriser): the words a sentence embedding blurs — "docs", "CI", a tool's name — count on their
+own. The blended logits are divided by a temperature fitted on predictions for examples the head
+did not train on, so a reported probability of 0.8 is right about 80% of the time.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -132,17 +135,30 @@ class CalibratedHead:
         k: neighbours averaged per class for the kNN part.
         l2: L2 penalty of the regression (on the mean loss).
         folds: held-out folds for fitting the temperature; 1 means a single 20% slice.
+        lexical: weight of the TF-IDF regression's logits in the blend (0: embeddings only). A head
+            fitted with it needs the query texts beside their embeddings.
     """
 
     method: str = "blend"
     k: int = 3
     l2: float = 1e-4
     folds: int = 5
+    lexical: float = 0.0
     temperature: float = 1.0
 
-    def fit(self, x: Array, y: Labels) -> CalibratedHead:
-        """Fit on unit embeddings ``x`` with class indices ``y``; calibrates on held-out predictions."""
+    def fit(self, x: Array, y: Labels, texts: Sequence[str] = ()) -> CalibratedHead:
+        """Fit on unit embeddings ``x`` with class indices ``y``; calibrates on held-out predictions.
+
+        ``texts`` (the examples themselves, row for row) feed the lexical view when ``lexical`` > 0.
+        """
         import numpy as np
+
+        self._lex = None
+        if self.lexical > 0 and len(texts):
+            from sklearn.feature_extraction.text import TfidfVectorizer
+
+            self._vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+            self._lex = self._vectorizer.fit_transform(texts)
 
         self._n_classes = int(y.max()) + 1
         parts = _holdout_folds(y, self.folds if self.folds > 1 else 5)
@@ -152,36 +168,50 @@ class CalibratedHead:
             train = np.setdiff1d(np.arange(len(y)), idx)
             if len(np.unique(y[train])) < self._n_classes:
                 continue  # a class with a single example cannot be held out; calibrate on the rest
-            self._fit_raw(x[train], y[train])
-            logits.append(self._raw_logits(x[idx]))
+            self._fit_raw(x[train], y[train], None if self._lex is None else self._lex[train])
+            logits.append(self._raw_logits(x[idx], None if self._lex is None else self._lex[idx]))
             truth.append(y[idx])
-        self._fit_raw(x, y)
+        self._fit_raw(x, y, self._lex)
         self.temperature = _fit_temperature(np.vstack(logits), np.concatenate(truth)) if logits else 1.0
         return self
 
-    def _fit_raw(self, x: Array, y: Labels) -> None:
+    def _fit_raw(self, x: Array, y: Labels, lex: Any = None) -> None:
         import numpy as np
 
         self._x, self._y = x, y
+        if lex is not None:
+            self._lw, self._lb = _fit_softmax(lex, y, self._n_classes, self.l2)
         if self.method in ("blend", "logreg"):
             self._w, self._b = _fit_softmax(x, y, self._n_classes, self.l2)
         if self.method == "centroid":
             cents = np.vstack([x[y == c].mean(axis=0) for c in range(self._n_classes)])
             self._centroids = cents / np.linalg.norm(cents, axis=1, keepdims=True)
 
-    def _raw_logits(self, q: Array) -> Array:
+    def _raw_logits(self, q: Array, lex: Any = None) -> Array:
         if self.method == "centroid":
-            return _KNN_SCALE * (q @ self._centroids.T)  # type: ignore[no-any-return]
-        if self.method == "logreg":
-            return q @ self._w + self._b
-        knn = _KNN_SCALE * knn_scores(q @ self._x.T, self._y, self._n_classes, self.k)
-        if self.method == "knn":
-            return knn
-        return q @ self._w + self._b + knn
+            out = _KNN_SCALE * (q @ self._centroids.T)
+        elif self.method == "logreg":
+            out = q @ self._w + self._b
+        else:
+            out = _KNN_SCALE * knn_scores(q @ self._x.T, self._y, self._n_classes, self.k)
+            if self.method == "blend":
+                out = out + q @ self._w + self._b
+        if lex is not None:
+            out = out + self.lexical * (lex @ self._lw + self._lb)
+        return out  # type: ignore[no-any-return]
 
-    def predict_proba(self, q: Array) -> Array:
-        """Calibrated class probabilities for query embeddings ``q`` (one row each)."""
-        return _softmax(self._raw_logits(q) / self.temperature)
+    def predict_proba(self, q: Array, texts: Sequence[str] = ()) -> Array:
+        """Calibrated class probabilities for query embeddings ``q`` (one row each).
+
+        Raises:
+            ValueError: the head has a lexical view and ``texts`` (the queries, row for row) are missing.
+        """
+        lex = None
+        if self._lex is not None:
+            if len(texts) != q.shape[0]:
+                raise ValueError("this head has a lexical view: pass the query texts, one per embedding")
+            lex = self._vectorizer.transform(texts)
+        return _softmax(self._raw_logits(q, lex) / self.temperature)
 
     def nearest_similarity(self, q: Array) -> Array:
         """Each query's cosine similarity to its single nearest example (how familiar it looks)."""

@@ -36,6 +36,9 @@ _SPLIT = re.compile(
     rf"(?:\s*[,;]\s*(?:and\s+|then\s+|and\s+then\s+)?|\s+and\s+then\s+|\s+then\s+|\s+and\s+)(?=(?:{_VERBS})\b)", re.I
 )
 _BACK_REFERENCE = re.compile(r"\b(it|its|them|this|that|these|those|the (?:change|fix|result|failure)s?)\b", re.I)
+# A clause that points back ("harden it") has the previous clause's object; when the router is unsure of it on
+# its own words alone (a semantic probability below this), it belongs to the previous step's agent.
+_UNSURE = 0.6
 
 
 class InvalidPlan(UsageError):
@@ -106,11 +109,14 @@ class Planner:
             route = await self._cascade.route(clause)
             if route.agent is None:
                 return None  # a clause nobody can take: treat the request as one task, not a bad plan
-            if steps and steps[-1].agent == route.agent:
-                # "run the tests and explain the failure" is one job for one specialist, not two.
+            refers_back = bool(steps) and _BACK_REFERENCE.search(clause) is not None
+            unsure = route.stage == "semantic" and route.confidence < _UNSURE
+            if steps and (steps[-1].agent == route.agent or (refers_back and unsure)):
+                # "run the tests and explain the failure" is one job for one specialist, not two; so is
+                # "review the Dockerfile and harden it".
                 steps[-1].goal = f"{steps[-1].goal} and {clause}"
                 continue
-            depends = [steps[-1].id] if steps and _BACK_REFERENCE.search(clause) else []
+            depends = [steps[-1].id] if refers_back else []
             steps.append(PlanStep(id=f"s{len(steps) + 1}", agent=route.agent, goal=clause, depends_on=depends))
         if len(steps) < 2:
             return None

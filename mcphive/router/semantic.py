@@ -2,9 +2,10 @@
 
 Each agent's score is a calibrated probability (the scores of all agents sum to 1): a logistic
 regression over the examples' embeddings blended with the mean similarity of each agent's ``k``
-nearest examples, divided by a temperature fitted on held-out examples (see
-:mod:`mcphive.router._calibrate`). "0.8" therefore means "right about 80% of the time", so the
-cascade's threshold is a real probability. Measured in ``benchmarks/routing_accuracy.py``.
+nearest examples and with a logistic regression over the examples' words (TF-IDF), divided by a
+temperature fitted on held-out examples (see :mod:`mcphive.router._calibrate`). "0.8" therefore
+means "right about 80% of the time", so the cascade's threshold is a real probability. Measured in
+``benchmarks/routing_accuracy.py``.
 
 A probability says which agent is likeliest, not whether the task is any agent's business at all:
 a recipe question still sums to 1 over the agents. :meth:`SemanticRouter.assess` adds the
@@ -56,6 +57,7 @@ class SemanticRouter:
         k: neighbours averaged per agent by the kNN part of the head.
         method: the head, ``"blend"`` (default), ``"logreg"``, ``"knn"`` or ``"centroid"``.
         min_similarity: below this similarity to the nearest example a text is unfamiliar.
+        lexical: weight of the word-level (TF-IDF) regression in the blend; 0 turns it off.
 
     Raises:
         ConfigError: ``method`` is not one of the four heads.
@@ -69,6 +71,7 @@ class SemanticRouter:
         k: int = 3,
         method: str = "blend",
         min_similarity: float = 0.3,
+        lexical: float = 1.0,
     ) -> None:
         if method not in ("blend", "logreg", "knn", "centroid"):
             raise ConfigError(f"unknown semantic router method {method!r}; use one of: blend, logreg, knn, centroid")
@@ -77,6 +80,7 @@ class SemanticRouter:
         self._k = k
         self._method = method
         self.min_similarity = min_similarity
+        self._lexical = lexical if method == "blend" else 0.0
         self._agents: list[str] = []
         self._head: CalibratedHead | None = None
         self._lock = anyio.Lock()
@@ -88,18 +92,19 @@ class SemanticRouter:
                 texts = [text for texts in self._examples.values() for text in texts]
                 labels = [i for i, agent in enumerate(agents) for _ in self._examples[agent]]
                 matrix = await self._embedder.aembed(texts)
-                self._head = await anyio.to_thread.run_sync(self._fit_head, matrix, labels)
+                self._head = await anyio.to_thread.run_sync(self._fit_head, matrix, labels, texts)
                 self._agents = agents
             return self._head
 
-    def _fit_head(self, matrix: object, labels: list[int]) -> CalibratedHead:
+    def _fit_head(self, matrix: object, labels: list[int], texts: list[str]) -> CalibratedHead:
         """Fit the head (blocking: L-BFGS on the examples; milliseconds for a few hundred)."""
         import numpy as np
 
         from mcphive.router._calibrate import CalibratedHead
 
         x = np.asarray(matrix, dtype=np.float64)
-        return CalibratedHead(method=self._method, k=self._k).fit(x, np.asarray(labels, dtype=np.int64))
+        head = CalibratedHead(method=self._method, k=self._k, lexical=self._lexical)
+        return head.fit(x, np.asarray(labels, dtype=np.int64), texts)
 
     async def add_example(self, agent: str, text: str) -> None:
         """Learn one more example (a correction); used from the next decision on."""
@@ -115,7 +120,7 @@ class SemanticRouter:
             return Assessment([], 0.0, False)
         head = await self._fit()
         query = np.asarray(await self._embedder.aembed([text]), dtype=np.float64)
-        probs = head.predict_proba(query)[0]
+        probs = head.predict_proba(query, [text])[0]
         nearest = float(head.nearest_similarity(query)[0])
         candidates = [
             Candidate(agent=agent, score=round(float(p), 4)) for agent, p in zip(self._agents, probs, strict=True)

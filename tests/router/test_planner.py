@@ -18,10 +18,14 @@ from mcphive.types import AGENT_NAMES, Plan, PlanStep
 pytestmark = pytest.mark.anyio
 
 
-def planner() -> Planner:
+def cascade() -> RoutingCascade:
     specs = load_specs()
     semantic = SemanticRouter({n: s.examples for n, s in specs.items()}, get_embedder())
-    return Planner(RoutingCascade(list(specs), {n: s.rules for n, s in specs.items()}, semantic, threshold=0.35))
+    return RoutingCascade(list(specs), {n: s.rules for n, s in specs.items()}, semantic, threshold=0.35)
+
+
+def planner() -> Planner:
+    return Planner(cascade())
 
 
 @pytest.mark.parametrize(
@@ -66,6 +70,13 @@ async def test_the_template_routes_each_clause_and_chains_back_references() -> N
 
 async def test_clauses_for_the_same_agent_stay_one_task() -> None:
     assert await planner().from_template("Run the test suite and explain the failure") is None
+
+
+async def test_a_back_reference_the_router_is_unsure_of_stays_with_the_previous_step() -> None:
+    # "harden it" alone is a near tie between infra and code; its object is the Dockerfile.
+    routed = await cascade().route("harden it")
+    assert routed.stage == "semantic" and routed.confidence < 0.6
+    assert await planner().from_template("Review the Dockerfile and harden it") is None
 
 
 async def test_a_model_plan_is_schema_constrained_and_validated() -> None:

@@ -43,6 +43,31 @@ def test_calibration_keeps_confidence_close_to_accuracy_on_overlapping_classes()
     assert expected_calibration_error(probs, truth) < 0.08
 
 
+def test_the_lexical_view_decides_when_the_embeddings_carry_no_signal() -> None:
+    rng = np.random.default_rng(5)
+    words = ["docs", "pipeline", "alert"]
+
+    def uninformative(labels: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        x = rng.standard_normal((len(labels), 16))
+        texts = [f"{words[c]} {' '.join(rng.choice(['the', 'a', 'fix', 'update', 'check'], 3))}" for c in labels]
+        return x / np.linalg.norm(x, axis=1, keepdims=True), texts
+
+    y, truth = np.repeat(np.arange(3), 30), np.repeat(np.arange(3), 20)
+    (x, texts), (q, queries) = uninformative(y), uninformative(truth)
+    embeddings_only = CalibratedHead(lexical=0.0).fit(x, y, texts).predict_proba(q, queries)
+    with_words = CalibratedHead(lexical=1.0).fit(x, y, texts).predict_proba(q, queries)
+    assert (embeddings_only.argmax(axis=1) == truth).mean() < 0.6
+    assert (with_words.argmax(axis=1) == truth).mean() > 0.9
+    assert np.allclose(with_words.sum(axis=1), 1.0)
+
+
+def test_a_head_with_a_lexical_view_needs_the_query_texts() -> None:
+    x, y = clusters(10, 0.3, seed=6)
+    head = CalibratedHead(lexical=1.0).fit(x, y, [f"example {i}" for i in range(len(y))])
+    with pytest.raises(ValueError, match="pass the query texts"):
+        head.predict_proba(x[:2])
+
+
 def test_expected_calibration_error_is_zero_when_confidence_equals_accuracy() -> None:
     probs = np.array([[0.75, 0.25]] * 4)
     assert expected_calibration_error(probs, np.array([0, 0, 0, 1])) == pytest.approx(0.0)
@@ -60,6 +85,11 @@ async def test_scores_are_probabilities_over_the_agents_best_first() -> None:
     candidates = await router.scores("add docstrings to the helpers")
     assert [c.agent for c in candidates] == ["docs", "ops"]
     assert sum(c.score for c in candidates) == pytest.approx(1.0, abs=1e-3)
+
+
+async def test_the_word_view_can_be_turned_off() -> None:
+    router = SemanticRouter(EXAMPLES, get_embedder(), lexical=0.0)
+    assert (await router.scores("add docstrings to the helpers"))[0].agent == "docs"
 
 
 async def test_a_correction_changes_the_next_decision() -> None:
