@@ -284,17 +284,19 @@ def main() -> None:
 
 
 def save(result: dict[str, object], args: argparse.Namespace) -> Path:
-    """Write the results file: llama.cpp figures at its top level, vLLM figures under ``"vllm"``; each run
-    keeps the other server's figures."""
+    """Write the results file: llama.cpp figures at its top level, vLLM figures under ``"vllm"`` (two members)
+    or ``"vllm_<n>_members"``; each run keeps the others' figures."""
     path = RESULTS / "pool_routing.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
     previous.pop("machine", None)
     workload = {key: getattr(args, key) for key in ("sessions", "turns", "in_flight", "members", "rounds")}
     workload |= {key: getattr(args, key) for key in ("system_tokens", "turn_tokens", "max_tokens", "control_sessions")}
     if args.server == "vllm":
-        data = {**previous, "vllm": {**result, "workload": workload}}
+        # The issue's run is on two members; another member count is kept beside it, not in its place.
+        key = "vllm" if args.members == 2 else f"vllm_{args.members}_members"
+        data = {**previous, key: {**result, "workload": workload}}
     else:
-        data = {**result, "workload": workload, **({"vllm": previous["vllm"]} if "vllm" in previous else {})}
+        data = {**result, "workload": workload, **{k: v for k, v in previous.items() if k.startswith("vllm")}}
     return write("pool_routing", data)
 
 
