@@ -157,8 +157,13 @@ class CalibratedHead:
         if self.lexical > 0 and len(texts):
             from sklearn.feature_extraction.text import TfidfVectorizer
 
-            self._vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
-            self._lex = self._vectorizer.fit_transform(texts)
+            vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+            self._lex = vectorizer.fit_transform(texts)
+            # Queries are weighted by hand from these (``_word_logits``): scikit-learn's transform costs ~0.4 ms a
+            # call, most of the lexical view's time in a routing decision; the same arithmetic by hand ~20 µs.
+            self._analyzer = vectorizer.build_analyzer()
+            self._vocabulary: dict[str, int] = vectorizer.vocabulary_
+            self._idf: Array = vectorizer.idf_
 
         self._n_classes = int(y.max()) + 1
         parts = _holdout_folds(y, self.folds if self.folds > 1 else 5)
@@ -169,7 +174,8 @@ class CalibratedHead:
             if len(np.unique(y[train])) < self._n_classes:
                 continue  # a class with a single example cannot be held out; calibrate on the rest
             self._fit_raw(x[train], y[train], None if self._lex is None else self._lex[train])
-            logits.append(self._raw_logits(x[idx], None if self._lex is None else self._lex[idx]))
+            words = None if self._lex is None else self._lex[idx] @ self._lw + self._lb
+            logits.append(self._raw_logits(x[idx], words))
             truth.append(y[idx])
         self._fit_raw(x, y, self._lex)
         self.temperature = _fit_temperature(np.vstack(logits), np.concatenate(truth)) if logits else 1.0
@@ -187,7 +193,8 @@ class CalibratedHead:
             cents = np.vstack([x[y == c].mean(axis=0) for c in range(self._n_classes)])
             self._centroids = cents / np.linalg.norm(cents, axis=1, keepdims=True)
 
-    def _raw_logits(self, q: Array, lex: Any = None) -> Array:
+    def _raw_logits(self, q: Array, words: Array | None = None) -> Array:
+        """The blended logits; ``words`` are the word regression's logits for the same rows (lexical heads)."""
         if self.method == "centroid":
             out = _KNN_SCALE * (q @ self._centroids.T)
         elif self.method == "logreg":
@@ -196,8 +203,8 @@ class CalibratedHead:
             out = _KNN_SCALE * knn_scores(q @ self._x.T, self._y, self._n_classes, self.k)
             if self.method == "blend":
                 out = out + q @ self._w + self._b
-        if lex is not None:
-            out = out + self.lexical * (lex @ self._lw + self._lb)
+        if words is not None:
+            out = out + self.lexical * words
         return out  # type: ignore[no-any-return]
 
     def predict_proba(self, q: Array, texts: Sequence[str] = ()) -> Array:
@@ -206,12 +213,31 @@ class CalibratedHead:
         Raises:
             ValueError: the head has a lexical view and ``texts`` (the queries, row for row) are missing.
         """
-        lex = None
+        import numpy as np
+
+        words = None
         if self._lex is not None:
             if len(texts) != q.shape[0]:
                 raise ValueError("this head has a lexical view: pass the query texts, one per embedding")
-            lex = self._vectorizer.transform(texts)
-        return _softmax(self._raw_logits(q, lex) / self.temperature)
+            words = np.vstack([self._word_logits(text) for text in texts])
+        return _softmax(self._raw_logits(q, words) / self.temperature)
+
+    def _word_logits(self, text: str) -> Array:
+        """The word regression's logits for one text: its TF-IDF row (sublinear counts times IDF, unit length),
+        the vectoriser's own arithmetic, times the weights of the terms it has."""
+        import numpy as np
+
+        counts: dict[int, int] = {}
+        for term in self._analyzer(text):
+            column = self._vocabulary.get(term)
+            if column is not None:
+                counts[column] = counts.get(column, 0) + 1
+        if not counts:
+            return self._lb
+        columns = np.fromiter(counts, dtype=np.int64, count=len(counts))
+        weights = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * self._idf[columns]
+        weights /= np.linalg.norm(weights)
+        return weights @ self._lw[columns] + self._lb
 
     def nearest_similarity(self, q: Array) -> Array:
         """Each query's cosine similarity to its single nearest example (how familiar it looks)."""

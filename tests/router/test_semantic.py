@@ -61,6 +61,19 @@ def test_the_lexical_view_decides_when_the_embeddings_carry_no_signal() -> None:
     assert np.allclose(with_words.sum(axis=1), 1.0)
 
 
+def test_query_words_are_weighted_exactly_as_scikit_learn_would() -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts = ["fix the docs build", "docs: fix a typo in the guide", "bump the CI image", "alert: disk full on host"]
+    x, y = clusters(4, 0.3, seed=7)
+    x, y = x[: len(texts)], np.array([0, 0, 1, 2])
+    head = CalibratedHead(lexical=1.0, folds=1).fit(x, y, texts)
+    queries = ["docs docs docs typo", "the CI image build", "nothing known here", "Fix the DOCS build, fix it"]
+    expected = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit(texts).transform(queries) @ head._lw
+    by_hand = np.vstack([head._word_logits(q) for q in queries])
+    assert np.allclose(by_hand, expected + head._lb)
+
+
 def test_a_head_with_a_lexical_view_needs_the_query_texts() -> None:
     x, y = clusters(10, 0.3, seed=6)
     head = CalibratedHead(lexical=1.0).fit(x, y, [f"example {i}" for i in range(len(y))])
