@@ -63,6 +63,12 @@ _OWNED = QUEUE.update().where(
 _COMPLETE = _OWNED.values(state="done", lease_owner=None, lease_expires_at=None, finished_at=bindparam("finished"))
 
 
+def _set_owned(session: Connection, task_id: str, worker_id: str, values: Mapping[str, Any]) -> bool:
+    """Change ``task_id`` to ``values`` if ``worker_id`` still holds its lease; True when it did."""
+    result = session.execute(_OWNED.values(values), {"ids": [task_id], "worker": worker_id})
+    return int(getattr(result, "rowcount", 0)) == 1
+
+
 @dataclass(frozen=True)
 class Lease:
     """A claimed task and the terms it was handed out on."""
@@ -382,7 +388,7 @@ class SyncDurableQueue:
             again = retry and row.attempts < self._max_attempts
             values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None, "error": error or None}
             values.update(state="queued") if again else values.update(state="failed", finished_at=self._clock())
-            session.execute(_OWNED.values(values), {"ids": [task_id], "worker": worker_id})
+            _set_owned(session, task_id, worker_id, values)
             return True
 
     def park(self, task_id: str, worker_id: str, pending: dict[str, Any]) -> bool:
@@ -400,7 +406,7 @@ class SyncDurableQueue:
                 return False
             record = {"decisions": dict((row.approval or {}).get("decisions", {})), "pending": pending}
             values = {"state": "awaiting_approval", "lease_owner": None, "lease_expires_at": None, "approval": record}
-            session.execute(_OWNED.values(values), {"ids": [task_id], "worker": worker_id})
+            _set_owned(session, task_id, worker_id, values)
             return True
 
     def decide(self, task_id: str, decision: dict[str, Any]) -> dict[str, Any] | None:
@@ -430,8 +436,7 @@ class SyncDurableQueue:
 
     def _update_owned(self, task_id: str, worker_id: str, values: dict[str, Any], what: str) -> bool:
         with core_transaction(self._writer, what) as session:
-            result = session.execute(_OWNED.values(values), {"ids": [task_id], "worker": worker_id})
-            return int(getattr(result, "rowcount", 0)) == 1
+            return _set_owned(session, task_id, worker_id, values)
 
     def remove(self, task_id: str) -> bool:
         """Drop a queued (not yet claimed) or parked task; True if it was either."""
