@@ -15,7 +15,7 @@ did not train on, so a reported probability of 0.8 is right about 80% of the tim
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -153,12 +153,13 @@ class CalibratedHead:
         """
         import numpy as np
 
-        self._lex = None
+        lex = None  # the examples' TF-IDF rows, when the head has a lexical view
+        self._analyzer: Callable[[str], list[str]] | None = None
         if self.lexical > 0 and len(texts):
             from sklearn.feature_extraction.text import TfidfVectorizer
 
             vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
-            self._lex = vectorizer.fit_transform(texts)
+            lex = vectorizer.fit_transform(texts)
             # Queries are weighted by hand from these (``_word_logits``): scikit-learn's transform costs ~0.4 ms a
             # call, most of the lexical view's time in a routing decision; the same arithmetic by hand ~20 µs.
             self._analyzer = vectorizer.build_analyzer()
@@ -173,11 +174,11 @@ class CalibratedHead:
             train = np.setdiff1d(np.arange(len(y)), idx)
             if len(np.unique(y[train])) < self._n_classes:
                 continue  # a class with a single example cannot be held out; calibrate on the rest
-            self._fit_raw(x[train], y[train], None if self._lex is None else self._lex[train])
-            words = None if self._lex is None else self._lex[idx] @ self._lw + self._lb
+            self._fit_raw(x[train], y[train], None if lex is None else lex[train])
+            words = None if lex is None else lex[idx] @ self._lw + self._lb
             logits.append(self._raw_logits(x[idx], words))
             truth.append(y[idx])
-        self._fit_raw(x, y, self._lex)
+        self._fit_raw(x, y, lex)
         self.temperature = _fit_temperature(np.vstack(logits), np.concatenate(truth)) if logits else 1.0
         return self
 
@@ -216,7 +217,7 @@ class CalibratedHead:
         import numpy as np
 
         words = None
-        if self._lex is not None:
+        if self._analyzer is not None:
             if len(texts) != q.shape[0]:
                 raise ValueError("this head has a lexical view: pass the query texts, one per embedding")
             words = np.vstack([self._word_logits(text) for text in texts])
@@ -227,6 +228,7 @@ class CalibratedHead:
         the vectoriser's own arithmetic, times the weights of the terms it has."""
         import numpy as np
 
+        assert self._analyzer is not None  # only called for heads with a lexical view
         counts: dict[int, int] = {}
         for term in self._analyzer(text):
             column = self._vocabulary.get(term)
