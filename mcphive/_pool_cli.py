@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -10,16 +11,26 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
 
 from mcphive.errors import ModelUnavailable, UsageError
+from mcphive.inference.pool.gpu import GpuStats, assign_members, load_placements, read_gpu_stats, save_placements
 from mcphive.inference.pool.inventory import DeviceInventory, MemberPlan, detect_inventory, plan_members
 from mcphive.settings import Settings
 
-__all__ = ["RunningPool", "format_status", "pool_serve", "pool_status", "pool_up", "start_members"]
+__all__ = [
+    "RunningPool",
+    "format_status",
+    "placements_path",
+    "pool_serve",
+    "pool_status",
+    "pool_up",
+    "start_members",
+]
 
 Say = Callable[[str], None]
 
@@ -94,6 +105,17 @@ def start_members(plans: Sequence[MemberPlan], *, start_timeout: float = 600.0) 
     return running
 
 
+def placements_path(settings: Settings) -> Path:
+    """Where ``pool up`` records which member runs on which GPU or MIG slice, for ``pool serve`` and ``pool status``."""
+    return settings.data_dir / "pool" / "members.json"
+
+
+def _record_placements(settings: Settings, plans: Sequence[MemberPlan]) -> None:
+    placements = {p.url: p.env["CUDA_VISIBLE_DEVICES"] for p in plans if p.env.get("CUDA_VISIBLE_DEVICES")}
+    if placements:
+        save_placements(placements_path(settings), placements)
+
+
 def _plan(
     settings: Settings, n: int | None, command: str | None, model: str | None, base_port: int
 ) -> list[MemberPlan]:
@@ -159,6 +181,7 @@ def pool_up(
         0 when stopped on request, 1 when a member exited on its own.
     """
     running = start_members(_plan(settings, n, command, model, base_port))
+    _record_placements(settings, running.plans)
     try:
         for plan in running.plans:
             say(f"member {plan.index}: {plan.device:<22} {plan.url}  log {plan.log_path}")
@@ -176,6 +199,7 @@ def pool_up(
         return 0
     finally:
         running.stop()
+        placements_path(settings).unlink(missing_ok=True)
 
 
 FRONT_TOKEN_ENV = "MCPHIVE_POOL_FRONT_TOKEN"
@@ -190,9 +214,11 @@ def pool_status(settings: Settings, front: str | None = None) -> dict[str, Any]:
         front: The root of a running ``pool serve``: the spill's configuration and counts come from its ``/metrics``.
 
     Returns:
-        ``{"members": [...], "spill": {...}}``; ``spill`` holds ``fallback`` (``None`` when none is configured),
-        ``price`` (USD per million input and output tokens, or ``None``), ``source`` (``settings`` or the front's
-        URL), and, from a front, ``requests``, ``input_tokens``, ``output_tokens`` and ``cost_usd``.
+        ``{"members": [...], "spill": {...}, "gpus": [...]}``. ``gpus`` lists this machine's GPUs and MIG slices
+        (:class:`GpuStats` as dicts, each naming the member ``pool up`` started on it), empty without GPUs.
+        ``spill`` holds ``fallback`` (``None`` when none is configured), ``price`` (USD per million input and
+        output tokens, or ``None``), ``source`` (``settings`` or the front's URL), and, from a front,
+        ``requests``, ``input_tokens``, ``output_tokens`` and ``cost_usd``.
 
     Raises:
         UsageError: ``pool_members`` is empty.
@@ -201,7 +227,8 @@ def pool_status(settings: Settings, front: str | None = None) -> dict[str, Any]:
     if not settings.pool_members:
         raise UsageError('no pool to inspect; set pool_members, e.g. ["http://127.0.0.1:8000/v1"], or run `pool up`')
     spill = _front_spill(front) if front else _configured_spill(settings)
-    return {"members": anyio.run(_poll, settings), "spill": spill}
+    gpus = assign_members(read_gpu_stats(), load_placements(placements_path(settings)))
+    return {"members": anyio.run(_poll, settings), "spill": spill, "gpus": [dataclasses.asdict(g) for g in gpus]}
 
 
 def _configured_spill(settings: Settings) -> dict[str, Any]:
@@ -284,7 +311,26 @@ def format_status(status: dict[str, Any]) -> str:
         )
         lines.append(f"{line}  {tail}")
     lines.append(_format_spill(status["spill"]))
+    lines += _format_gpus([GpuStats(**g) for g in status.get("gpus", [])])
     return "\n".join(lines)
+
+
+def _format_gpus(gpus: Sequence[GpuStats]) -> list[str]:
+    if not gpus:
+        return []
+
+    def gib(value: int | None) -> str:
+        return "-" if value is None else f"{value / 2**30:.1f}"
+
+    lines = [f"{'gpu':<18} {'util':>5} {'mem GiB':>13} {'temp':>5} {'power':>7}  uuid / member"]
+    for g in gpus:
+        util = "-" if g.utilization is None else f"{g.utilization:.0%}"
+        memory = f"{gib(g.memory_used_bytes)}/{gib(g.memory_total_bytes)}"
+        temp = "-" if g.temperature_c is None else f"{g.temperature_c:g}C"
+        power = "-" if g.power_w is None else f"{g.power_w:.0f}W"
+        mig = " (MIG on)" if g.mig_enabled else ""
+        lines.append(f"{g.label:<18} {util:>5} {memory:>13} {temp:>5} {power:>7}  {g.uuid}{mig}  {g.member or '-'}")
+    return lines
 
 
 def _format_spill(spill: dict[str, Any]) -> str:
@@ -313,9 +359,12 @@ def pool_serve(settings: Settings, host: str, port: int, *, say: Say) -> None:
     from mcphive._backends import build_model
     from mcphive.inference.pool import PoolModel
     from mcphive.inference.pool.front import build_front
+    from mcphive.inference.pool.gpu import GpuSampler
 
     pool = build_model(settings.model_copy(update={"model": "pool"}))
     assert isinstance(pool, PoolModel)  # model "pool" always builds one
-    app = build_front(pool, settings.policy, bind_host=host)
+    # GPU figures on /metrics only where there is a GPU to read: a CPU machine pays nothing per scrape.
+    gpus = GpuSampler(load_placements(placements_path(settings))) if read_gpu_stats() else None
+    app = build_front(pool, settings.policy, bind_host=host, gpus=gpus)
     say(f"OpenAI-compatible front on http://{host}:{port}/v1 over {len(pool.members)} member(s)")
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", ws="none")).run()

@@ -28,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 
 from mcphive.errors import ModelUnavailable
 from mcphive.inference.base import ChatMessage, ChatRequest, ChatResponse
+from mcphive.inference.pool.gpu import GpuSampler, render_gpu_metrics
 from mcphive.inference.pool.pool import PoolModel
 from mcphive.policy import (
     Authenticator,
@@ -234,10 +235,11 @@ def render_metrics(pool: PoolModel, requests: Counter[tuple[str, int]]) -> str:
 class _Front:
     """The routes' shared state: the pool, the policy and the request counters."""
 
-    def __init__(self, pool: PoolModel, policy: PolicyConfig, bind_host: str) -> None:
+    def __init__(self, pool: PoolModel, policy: PolicyConfig, bind_host: str, gpus: GpuSampler | None) -> None:
         self.pool = pool
         self.policy = policy
         self.bind_host = bind_host
+        self.gpus = gpus
         self.authenticator = Authenticator(policy.tokens, required=policy.auth_required(bind_host))
         self.limiter = RateLimiter(policy.rate_limit)
         self.requests: Counter[tuple[str, int]] = Counter()
@@ -335,21 +337,31 @@ class _Front:
         return JSONResponse({"status": "ok" if usable else "unavailable", "members": len(usable)}, status_code=status)
 
     async def metrics(self, request: Request) -> Response:
-        return PlainTextResponse(render_metrics(self.pool, self.requests), media_type="text/plain; version=0.0.4")
+        page = render_metrics(self.pool, self.requests)
+        if self.gpus is not None:
+            page += "".join(f"{line}\n" for line in render_gpu_metrics(await self.gpus.sample()))
+        return PlainTextResponse(page, media_type="text/plain; version=0.0.4")
 
 
-def build_front(pool: PoolModel, policy: PolicyConfig | None = None, *, bind_host: str = "127.0.0.1") -> Starlette:
+def build_front(
+    pool: PoolModel,
+    policy: PolicyConfig | None = None,
+    *,
+    bind_host: str = "127.0.0.1",
+    gpus: GpuSampler | None = None,
+) -> Starlette:
     """The ASGI app serving ``pool``; it opens the pool on startup and closes it on shutdown.
 
     Args:
         pool: The pool to serve (not yet entered; the app's lifespan enters it).
         policy: Tokens, rate limit, size limit; default: :class:`PolicyConfig` with ``$MCPHIVE_TOKENS``.
         bind_host: The address the server binds; off loopback a token is always required.
+        gpus: Where ``/metrics`` gets GPU figures (``mcphive_pool_gpu_*``); ``None``: no GPU section.
 
     Raises:
         ConfigError: auth is required (not loopback, or ``require_auth``) but no token is configured.
     """
-    front = _Front(pool, (policy or PolicyConfig()).with_env_tokens(), bind_host)
+    front = _Front(pool, (policy or PolicyConfig()).with_env_tokens(), bind_host, gpus)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mcphive.errors import ConfigError
+from mcphive.inference.pool.gpu import nvml_dump
 
 __all__ = [
     "DeviceInventory",
@@ -132,35 +133,12 @@ def parse_nvml_dump(data: Mapping[str, Any], inventory: DeviceInventory | None =
     """
     known = {gpu.uuid: gpu for gpu in (inventory.gpus if inventory else ())}
     for device in data.get("devices", []):
-        memory = device.get("memory", {}).get("total")
+        memory = (device.get("memory") or {}).get("total")
         mib = int(memory) // (1024 * 1024) if memory else None
         base = known.get(device["uuid"]) or GpuDevice(int(device["index"]), str(device["name"]), str(device["uuid"]))
         known[base.uuid] = replace(base, memory_total_mib=mib)
     gpus = tuple(sorted(known.values(), key=lambda g: g.index))
     return DeviceInventory(gpus, driver=data.get("driver") or (inventory.driver if inventory else None))
-
-
-def _read_nvml() -> dict[str, Any] | None:
-    """NVML facts in :func:`parse_nvml_dump`'s shape, or ``None`` without ``nvidia-ml-py`` or a driver."""
-    try:
-        import pynvml  # optional: nvidia-ml-py
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as e:
-        logger.info("NVML is installed but unusable (%s); using nvidia-smi only", e)
-        return None
-    try:
-        devices = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-            name, uuid = pynvml.nvmlDeviceGetName(handle), pynvml.nvmlDeviceGetUUID(handle)
-            devices.append({"index": index, "name": name, "uuid": uuid, "memory": {"total": int(memory.total)}})
-        return {"driver": pynvml.nvmlSystemGetDriverVersion(), "devices": devices}
-    finally:
-        pynvml.nvmlShutdown()
 
 
 def detect_inventory(nvidia_smi: str | None = None) -> DeviceInventory:
@@ -177,7 +155,7 @@ def detect_inventory(nvidia_smi: str | None = None) -> DeviceInventory:
             inventory = parse_nvidia_smi_list(done.stdout)
         except (OSError, subprocess.SubprocessError) as e:
             logger.info("nvidia-smi -L failed (%s); assuming no GPUs", e)
-    nvml = _read_nvml() if inventory.gpus else None
+    nvml = nvml_dump() if inventory.gpus else None
     return parse_nvml_dump(nvml, inventory) if nvml else inventory
 
 

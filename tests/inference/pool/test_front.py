@@ -6,6 +6,7 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import httpx2
@@ -14,6 +15,7 @@ import uvicorn
 
 from mcphive.inference.pool import PoolLauncher, PoolModel
 from mcphive.inference.pool.front import build_front
+from mcphive.inference.pool.gpu import GpuSampler, GpuStats, stats_from_nvml_dump
 from mcphive.inference.pool.metrics import parse_prometheus
 from mcphive.policy import PolicyConfig, RateLimit, TokenSpec
 
@@ -32,9 +34,11 @@ def _policy(rate: RateLimit | None = None) -> PolicyConfig:
 
 
 @asynccontextmanager
-async def serve_front(pool: PoolModel, policy: PolicyConfig) -> AsyncIterator[httpx2.AsyncClient]:
+async def serve_front(
+    pool: PoolModel, policy: PolicyConfig, gpus: GpuSampler | None = None
+) -> AsyncIterator[httpx2.AsyncClient]:
     """The front over ``pool`` on a free loopback port, and a client pointed at it."""
-    app = build_front(pool, policy)
+    app = build_front(pool, policy, gpus=gpus)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="on")
     server = uvicorn.Server(config)
     # A socket listening before uvicorn starts: requests queue in its backlog until the front is up,
@@ -78,6 +82,28 @@ async def test_a_chat_completion_comes_back_in_openai_shape_and_is_counted(launc
             v for (name, labels), v in samples.items() if name.endswith("breaker_state") and "closed" in labels[1]
         ]
         assert closed == [1, 1]
+
+
+async def test_gpu_figures_join_the_metrics_page_only_when_the_front_has_a_gpu_sampler(
+    launcher: PoolLauncher,
+) -> None:
+    async with serve_front(_pool(launcher), _policy()) as client:
+        page = await client.get("/metrics", headers=_auth())
+        assert "mcphive_pool_gpu_" not in page.text  # a CPU machine's front reads and prints no GPU section
+
+    dump = json.loads((Path(__file__).parents[2] / "fixtures" / "gpu" / "nvml-mig.synthetic.json").read_text())
+
+    def reader() -> list[GpuStats]:  # the captured NVML shape, parsed by the real code
+        return stats_from_nvml_dump(dump)
+
+    sampler = GpuSampler({launcher.urls[0]: "1"}, reader=reader)
+    async with serve_front(_pool(launcher), _policy(), gpus=sampler) as client:
+        page = await client.get("/metrics", headers=_auth())
+    samples = parse_prometheus(page.text)
+    util = {s.labels["member"]: s.value for s in samples if s.name == "mcphive_pool_gpu_utilization_ratio"}
+    assert util == {launcher.urls[0]: 0.87}
+    assert sum(s.name == "mcphive_pool_gpu_info" for s in samples) == 4  # two GPUs, two MIG slices
+    assert any(s.name == "mcphive_pool_member_in_flight" for s in samples)  # the pool's own figures are still there
 
 
 async def test_a_streamed_completion_arrives_as_server_sent_events_ending_in_done(launcher: PoolLauncher) -> None:

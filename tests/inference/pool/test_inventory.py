@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from mcphive._pool_cli import format_status, pool_status, pool_up
+from mcphive._pool_cli import format_status, placements_path, pool_status, pool_up
 from mcphive.errors import ConfigError, UsageError
 from mcphive.inference.pool.inventory import (
     DeviceInventory,
@@ -165,6 +165,8 @@ def test_pool_up_starts_cpu_members_that_pool_status_sees_and_stops_them(
         rows = status["members"]
         assert [(r["url"], r["breaker"], r["models"], r["load"]) for r in rows] == [(url, "closed", ["smollm2"], 0.0)]
         assert "smollm2" in format_status(status)
+        assert status["gpus"] == []  # this machine has no GPU: no rows, and nothing recorded for CPU members
+        assert not placements_path(settings).exists()
     finally:
         stop.set()
         thread.join(60)
