@@ -24,13 +24,14 @@ from their ``/metrics``: hit rate = Δ``vllm:prefix_cache_hits_total`` / Δ``vll
 under the ``"vllm"`` key of the results file; the llama.cpp results stay at its top level.
 
     python benchmarks/pool_routing.py [--sessions 24 --turns 6 --in-flight 4 --members 2]
-                                      [--system-tokens 400 --turn-tokens 80 --control-sessions 4 --rounds 2]
+                                      [--system-tokens 1000 --turn-tokens 200 --control-sessions 4 --rounds 2]
                                       [--server llama.cpp|vllm]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -253,10 +254,16 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--in-flight", type=int, default=4)
     parser.add_argument("--members", type=int, default=2)
-    parser.add_argument("--system-tokens", type=int, default=400)
-    parser.add_argument("--turn-tokens", type=int, default=80)
+    parser.add_argument("--system-tokens", type=int, default=1000)
+    parser.add_argument("--turn-tokens", type=int, default=200)
     parser.add_argument("--max-tokens", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--max-model-len",
+        type=int,
+        default=4096,
+        help="vllm: each member's context (the manifest serves 2048; the default workload's last turn: ~2,400 tokens)",
+    )
     parser.add_argument("--log-dir", type=Path, help="keep the members' logs here (default: a temporary folder)")
     parser.add_argument(
         "--server", choices=("llama.cpp", "vllm"), default="llama.cpp", help="vllm: run scripts/vllm-cpu first"
@@ -264,9 +271,10 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     if args.server == "vllm":
-        launcher = PoolLauncher(
-            args.members, server=ServerCommand.from_manifest(VLLM_MANIFEST), log_dir=args.log_dir, start_timeout=600
-        )
+        server = ServerCommand.from_manifest(VLLM_MANIFEST)
+        if args.max_model_len:  # vLLM's argument parser keeps the last value given
+            server = dataclasses.replace(server, argv=(*server.argv, "--max-model-len", str(args.max_model_len)))
+        launcher = PoolLauncher(args.members, server=server, log_dir=args.log_dir, start_timeout=600)
     else:
         # llama-cpp-python bounds its RAM prompt cache by the KV bytes of the saved states only, while each
         # state also carries a copy of the logits buffer (n_batch x vocabulary floats: ~100 MB for SmolLM2);
@@ -291,6 +299,8 @@ def save(result: dict[str, object], args: argparse.Namespace) -> Path:
     previous.pop("machine", None)
     workload = {key: getattr(args, key) for key in ("sessions", "turns", "in_flight", "members", "rounds")}
     workload |= {key: getattr(args, key) for key in ("system_tokens", "turn_tokens", "max_tokens", "control_sessions")}
+    if args.server == "vllm":
+        workload["max_model_len"] = args.max_model_len
     if args.server == "vllm":
         # The issue's run is on two members; another member count is kept beside it, not in its place.
         key = "vllm" if args.members == 2 else f"vllm_{args.members}_members"
