@@ -102,7 +102,7 @@ async def test_gpu_figures_join_the_metrics_page_only_when_the_front_has_a_gpu_s
     samples = parse_prometheus(page.text)
     util = {s.labels["member"]: s.value for s in samples if s.name == "mcphive_pool_gpu_utilization_ratio"}
     assert util == {launcher.urls[0]: 0.87}
-    assert sum(s.name == "mcphive_pool_gpu_info" for s in samples) == 4  # two GPUs, two MIG slices
+    assert sum(s.name == "mcphive_pool_gpu_info" for s in samples) == 5  # two GPUs, three MIG slices
     assert any(s.name == "mcphive_pool_member_in_flight" for s in samples)  # the pool's own figures are still there
 
 
