@@ -110,6 +110,11 @@ def placements_path(settings: Settings) -> Path:
     return settings.data_dir / "pool" / "members.json"
 
 
+def _placements(settings: Settings) -> dict[str, str]:
+    """What ``pool up`` recorded, for the configured members only (a file left by a killed ``pool up`` may be stale)."""
+    return {url: v for url, v in load_placements(placements_path(settings)).items() if url in settings.pool_members}
+
+
 def _record_placements(settings: Settings, plans: Sequence[MemberPlan]) -> None:
     placements = {p.url: p.env["CUDA_VISIBLE_DEVICES"] for p in plans if p.env.get("CUDA_VISIBLE_DEVICES")}
     if placements:
@@ -227,7 +232,7 @@ def pool_status(settings: Settings, front: str | None = None) -> dict[str, Any]:
     if not settings.pool_members:
         raise UsageError('no pool to inspect; set pool_members, e.g. ["http://127.0.0.1:8000/v1"], or run `pool up`')
     spill = _front_spill(front) if front else _configured_spill(settings)
-    gpus = assign_members(read_gpu_stats(), load_placements(placements_path(settings)))
+    gpus = assign_members(read_gpu_stats(), _placements(settings))
     return {"members": anyio.run(_poll, settings), "spill": spill, "gpus": [dataclasses.asdict(g) for g in gpus]}
 
 
@@ -364,7 +369,7 @@ def pool_serve(settings: Settings, host: str, port: int, *, say: Say) -> None:
     pool = build_model(settings.model_copy(update={"model": "pool"}))
     assert isinstance(pool, PoolModel)  # model "pool" always builds one
     # GPU figures on /metrics only where there is a GPU to read: a CPU machine pays nothing per scrape.
-    gpus = GpuSampler(load_placements(placements_path(settings))) if read_gpu_stats() else None
+    gpus = GpuSampler(lambda: _placements(settings)) if read_gpu_stats() else None
     app = build_front(pool, settings.policy, bind_host=host, gpus=gpus)
     say(f"OpenAI-compatible front on http://{host}:{port}/v1 over {len(pool.members)} member(s)")
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", ws="none")).run()

@@ -391,26 +391,31 @@ class GpuSampler:
     """Cached GPU readings for async callers: at most one read per ``max_age`` seconds, in a worker thread.
 
     Args:
-        placements: Member URL -> ``CUDA_VISIBLE_DEVICES`` (see :func:`assign_members`).
+        placements: Member URL -> ``CUDA_VISIBLE_DEVICES`` (see :func:`assign_members`), or a function that gives
+            them, called at each read (so members that ``pool up`` starts later are named too).
         reader: What reads the figures; default :func:`read_gpu_stats`.
         max_age: How long a reading is served before the next read.
     """
 
     def __init__(
         self,
-        placements: Mapping[str, str] | None = None,
+        placements: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
         *,
         reader: Callable[[], list[GpuStats]] = read_gpu_stats,
         max_age: float = 1.0,
     ) -> None:
         import anyio
 
-        self.placements = dict(placements or {})
+        fixed = dict(placements) if isinstance(placements, Mapping) else {}
+        self._placements = placements if callable(placements) else lambda: fixed
         self._reader = reader
         self._max_age = max_age
         self._lock = anyio.Lock()
         self._reading: list[GpuStats] = []
         self._read_at = -float("inf")
+
+    def _read(self) -> list[GpuStats]:
+        return assign_members(self._reader(), self._placements())
 
     async def sample(self) -> list[GpuStats]:
         """The latest reading, labelled with members; read anew when older than ``max_age``."""
@@ -418,7 +423,6 @@ class GpuSampler:
 
         async with self._lock:
             if time.monotonic() - self._read_at >= self._max_age:
-                stats = await anyio.to_thread.run_sync(self._reader)
-                self._reading = assign_members(stats, self.placements)
+                self._reading = await anyio.to_thread.run_sync(self._read)
                 self._read_at = time.monotonic()
             return self._reading

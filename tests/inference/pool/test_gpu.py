@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from mcphive._pool_cli import _record_placements, format_status, placements_path
+from mcphive._pool_cli import _placements, _record_placements, format_status, placements_path
 from mcphive.inference.pool.gpu import (
     GpuSampler,
     GpuStats,
@@ -142,9 +142,11 @@ def test_the_sampler_reads_at_most_once_per_max_age_and_labels_members() -> None
         cached = GpuSampler({"http://m/v1": "0"}, reader=reader, max_age=3600)
         first, second = await cached.sample(), await cached.sample()
         assert reads == 1 and first is second and first[0].member == "http://m/v1"
-        fresh = GpuSampler(reader=reader, max_age=0)
-        await fresh.sample()
-        await fresh.sample()
+        placements: dict[str, str] = {}
+        fresh = GpuSampler(lambda: placements, reader=reader, max_age=0)
+        assert (await fresh.sample())[0].member is None
+        placements["http://late/v1"] = "0"  # a member started after the front: named at the next read
+        assert (await fresh.sample())[0].member == "http://late/v1"
         assert reads == 3
 
     anyio.run(main)
@@ -173,6 +175,12 @@ def test_pool_up_records_each_gpu_members_device_so_its_figures_name_it(tmp_path
     assert placements["http://127.0.0.1:8002/v1"] == SLICE_UUID and placements["http://127.0.0.1:8003/v1"] == "1"
     named = {s.label: s.member for s in assign_members(_mig(), placements)}
     assert named["MIG 1g.18gb 0/2"] == "http://127.0.0.1:8002/v1" and named["GPU 0"] is None
+
+
+def test_placements_of_members_no_longer_configured_are_left_out(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, pool_members=["http://127.0.0.1:8000/v1"])
+    save_placements(placements_path(settings), {"http://127.0.0.1:8000/v1": "0", "http://127.0.0.1:8001/v1": "1"})
+    assert _placements(settings) == {"http://127.0.0.1:8000/v1": "0"}
 
 
 def test_pool_status_prints_a_row_per_gpu_and_slice_with_its_member() -> None:
