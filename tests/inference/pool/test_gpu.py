@@ -27,8 +27,8 @@ from mcphive.inference.pool.inventory import parse_nvidia_smi_list, plan_members
 from mcphive.inference.pool.metrics import parse_prometheus
 from mcphive.settings import Settings
 
-FIXTURES = Path(__file__).parents[2] / "fixtures" / "gpu"
-H200_UUID = "GPU-885308fe-8859-ec22-3ea7-33608b0eb935"
+from .test_inventory import FIXTURES, H200_UUID
+
 SLICE_UUID = "MIG-0f1e2d3c-4b5a-5968-8776-a5b4c3d2e1f0"  # the 1g.18gb slice of the synthetic MIG layout
 
 
