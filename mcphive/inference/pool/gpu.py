@@ -116,9 +116,9 @@ def _memory(pynvml: Any, handle: Any) -> dict[str, int] | None:
     return None if info is None else {"total": int(info.total), "used": int(info.used), "free": int(info.free)}
 
 
-def _migs(pynvml: Any, handle: Any) -> list[dict[str, Any]]:
+def _migs(pynvml: Any, handle: Any, max_count: int) -> list[dict[str, Any]]:
     slices = []
-    for j in range(_nvml_value(pynvml.nvmlDeviceGetMaxMigDeviceCount, handle) or 0):
+    for j in range(max_count):
         mig = _nvml_value(pynvml.nvmlDeviceGetMigDeviceHandleByIndex, handle, j)
         if mig is None:  # slots without a slice answer NOT_FOUND
             continue
@@ -156,6 +156,7 @@ def nvml_dump() -> dict[str, Any] | None:
             rates = _nvml_value(pynvml.nvmlDeviceGetUtilizationRates, handle)
             mig_mode = _nvml_value(pynvml.nvmlDeviceGetMigMode, handle)
             pci = _nvml_value(pynvml.nvmlDeviceGetPciInfo, handle)
+            max_migs = _nvml_value(pynvml.nvmlDeviceGetMaxMigDeviceCount, handle)
             devices.append(
                 {
                     "index": index,
@@ -164,11 +165,11 @@ def nvml_dump() -> dict[str, Any] | None:
                     "memory": _memory(pynvml, handle),
                     "utilization": None if rates is None else {"gpu": rates.gpu, "memory": rates.memory},
                     "mig_mode": None if mig_mode is None else list(mig_mode),
-                    "max_mig_devices": _nvml_value(pynvml.nvmlDeviceGetMaxMigDeviceCount, handle),
+                    "max_mig_devices": max_migs,
                     "temperature_c": _nvml_value(pynvml.nvmlDeviceGetTemperature, handle, pynvml.NVML_TEMPERATURE_GPU),
                     "power_mw": _nvml_value(pynvml.nvmlDeviceGetPowerUsage, handle),
                     "pci_bus_id": None if pci is None else _text(pci.busId),
-                    "migs": _migs(pynvml, handle) if mig_mode and mig_mode[0] else [],
+                    "migs": _migs(pynvml, handle, max_migs or 0) if mig_mode and mig_mode[0] else [],
                 }
             )
         return {
@@ -355,12 +356,14 @@ _GAUGES: tuple[tuple[str, str, Callable[[GpuStats], float | int | None]], ...] =
 )
 
 
-def _labels(s: GpuStats) -> str:
+def _labels(s: GpuStats, **extra: str) -> str:
+    """``s``'s identifying labels (and ``extra`` ones after them), quoted and escaped for the exposition format."""
     pairs = {
         "gpu": str(s.gpu_index),
         "mig": "" if s.mig_index is None else str(s.mig_index),
         "uuid": s.uuid,
         "member": s.member or "",
+        **extra,
     }
     return ",".join(f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in pairs.items())
 
@@ -374,9 +377,10 @@ def render_gpu_metrics(stats: Sequence[GpuStats]) -> list[str]:
         "# TYPE mcphive_pool_gpu_info gauge",
     ]
     for s in stats:
-        extra = {"name": s.name, "profile": s.profile or "", "mig_mode": "enabled" if s.mig_enabled else "disabled"}
-        info = ",".join(f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in extra.items())
-        lines.append(f"mcphive_pool_gpu_info{{{_labels(s)},{info}}} 1")
+        mig_mode = "enabled" if s.mig_enabled else "disabled"
+        lines.append(
+            f"mcphive_pool_gpu_info{{{_labels(s, name=s.name, profile=s.profile or '', mig_mode=mig_mode)}}} 1"
+        )
     for name, help_text, value_of in _GAUGES:
         values = [(s, value_of(s)) for s in stats]
         if all(value is None for _, value in values):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mcphive.errors import ConfigError
-from mcphive.inference.pool.gpu import nvml_dump
+from mcphive.inference.pool.gpu import nvml_dump, stats_from_nvml_dump
 
 __all__ = [
     "DeviceInventory",
@@ -132,10 +132,12 @@ def parse_nvml_dump(data: Mapping[str, Any], inventory: DeviceInventory | None =
     Devices known by UUID get their memory filled in; devices NVML lists but ``inventory`` lacks are added.
     """
     known = {gpu.uuid: gpu for gpu in (inventory.gpus if inventory else ())}
-    for device in data.get("devices", []):
-        memory = (device.get("memory") or {}).get("total")
+    for device in stats_from_nvml_dump(data):
+        if device.mig_index is not None:
+            continue  # slices come from nvidia-smi -L, as CUDA names them
+        memory = device.memory_total_bytes
         mib = int(memory) // (1024 * 1024) if memory else None
-        base = known.get(device["uuid"]) or GpuDevice(int(device["index"]), str(device["name"]), str(device["uuid"]))
+        base = known.get(device.uuid) or GpuDevice(device.gpu_index, device.name, device.uuid)
         known[base.uuid] = replace(base, memory_total_mib=mib)
     gpus = tuple(sorted(known.values(), key=lambda g: g.index))
     return DeviceInventory(gpus, driver=data.get("driver") or (inventory.driver if inventory else None))
