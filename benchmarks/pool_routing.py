@@ -301,7 +301,6 @@ def save(result: dict[str, object], args: argparse.Namespace) -> Path:
     workload |= {key: getattr(args, key) for key in ("system_tokens", "turn_tokens", "max_tokens", "control_sessions")}
     if args.server == "vllm":
         workload["max_model_len"] = args.max_model_len
-    if args.server == "vllm":
         # The run is on two members; another member count is kept beside it, not in its place.
         key = "vllm" if args.members == 2 else f"vllm_{args.members}_members"
         data = {**previous, key: {**result, "workload": workload}}
