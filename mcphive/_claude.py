@@ -6,10 +6,10 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from mcphive._fs import atomic_write
 from mcphive.errors import ConfigError
 from mcphive.settings import Settings
 
@@ -63,9 +63,4 @@ def merged_config(path: Path, name: str, entry: dict[str, Any]) -> dict[str, Any
 def merge_config(path: Path, name: str, entry: dict[str, Any]) -> None:
     """Set ``mcpServers[name]`` in ``path``, keeping every other server; the file is replaced atomically."""
     data = merged_config(path, name, entry)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".claude_desktop_config.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))

@@ -11,9 +11,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import inspect
-import os
 import re
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 
-from mcphive import __version__
+from mcphive import __version__, _fs
 from mcphive.errors import ToolError
 from mcphive.mcp_servers._errors import tool_errors
 from mcphive.mcp_servers.jail import Jail
@@ -98,15 +96,7 @@ def write_file(jail: Jail, path: str, content: str) -> dict[str, Any]:
         raise ToolError(f"content is over {MAX_WRITE_BYTES} bytes; write a smaller file")
     target = jail.resolve(path)
     action = "modified" if target.exists() else "created"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(content)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _fs.atomic_write(target, content.encode("utf-8"))
     size = len(content.encode())
     change = {"path": jail.relative(target), "action": action, "summary": f"{size} bytes"}
     return {"path": path, "bytes": size, "changes": [change], "summary": f"wrote {path}"}

@@ -54,10 +54,15 @@ async def test_a_symlink_pointing_outside_is_refused(root: Path) -> None:
 
 
 async def test_write_file_replaces_atomically_and_leaves_no_temp_files(root: Path) -> None:
+    os.chmod(root / "notes.md", 0o640)
     async with Client(build_workspace_server(root)) as client:
         result = await client.call_tool("write_file", {"path": "pkg/new.py", "content": "x = 1\n"})
         escaped = await client.call_tool("write_file", {"path": "../evil.py", "content": "x"})
+        replaced = await client.call_tool("write_file", {"path": "notes.md", "content": "bye\n"})
     assert not result.is_error and (root / "pkg" / "new.py").read_text() == "x = 1\n"
+    # A new file is readable as files usually are (not the temporary file's 0600); a replaced one keeps its mode.
+    assert (root / "pkg" / "new.py").stat().st_mode & 0o777 == 0o644
+    assert not replaced.is_error and (root / "notes.md").stat().st_mode & 0o777 == 0o640
     assert escaped.is_error and not (root.parent / "evil.py").exists()
     assert not [p for p in (root / "pkg").iterdir() if p.name.endswith(".tmp")]
 

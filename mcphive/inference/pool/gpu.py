@@ -21,7 +21,6 @@ import csv
 import io
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -30,6 +29,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from mcphive._fs import atomic_write
 
 __all__ = [
     "GpuSampler",
@@ -318,10 +319,7 @@ def assign_members(stats: Iterable[GpuStats], placements: Mapping[str, str]) -> 
 
 def save_placements(path: Path, placements: Mapping[str, str]) -> None:
     """Record which member runs on which device (``pool up`` does); atomic, so a reader sees the old file or the new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"members": dict(placements)}, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps({"members": dict(placements)}, indent=2) + "\n").encode("utf-8"))
 
 
 def load_placements(path: Path) -> dict[str, str]:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mcphive import _fs
 from mcphive.errors import ToolError
 from mcphive.mcp_servers.jail import Jail
 from mcphive.mcp_servers.toolsets import ToolDef
@@ -32,21 +32,6 @@ _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _DEV_NULL = "/dev/null"
 
 
-def _stage(target: Path, data: bytes) -> str:
-    """Write ``data`` to a new temporary file beside ``target`` (with ``target``'s mode) and return its path."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # mkstemp creates 0600 files; keep an existing file's mode, give a new one the usual 0644.
-        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o644)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return tmp
-
-
 def atomic_write(target: Path, data: bytes, *, exclusive: bool = False) -> None:
     """Write ``data`` to ``target`` through a temporary file in the same folder, then rename it into place.
 
@@ -58,17 +43,10 @@ def atomic_write(target: Path, data: bytes, *, exclusive: bool = False) -> None:
     Raises:
         ToolError: ``exclusive`` and ``target`` already exists.
     """
-    tmp = _stage(target, data)
     try:
-        if exclusive:
-            try:
-                os.link(tmp, target)  # fails if target exists, unlike a rename
-            except FileExistsError as e:
-                raise ToolError(f"{target.name!r} already exists; pick a new file name") from e
-        else:
-            os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        _fs.atomic_write(target, data, exclusive=exclusive)
+    except FileExistsError as e:
+        raise ToolError(f"{target.name!r} already exists; pick a new file name") from e
 
 
 def _read_text(jail: Jail, path: str) -> tuple[Path, str]:
@@ -287,7 +265,7 @@ def _commit(plans: list[tuple[str, Path, str | None]]) -> None:
     try:
         for _name, target, text in plans:
             if text is not None:
-                staged.append((target, _stage(target, text.encode("utf-8"))))
+                staged.append((target, _fs.stage_file(target, text.encode("utf-8"))))
         for target, tmp in staged:
             os.replace(tmp, target)
             done.append(target)

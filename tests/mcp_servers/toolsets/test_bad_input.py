@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mcphive import _fs
 from mcphive.errors import ToolError
 from mcphive.mcp_servers import workspace as workspace_server
 from mcphive.mcp_servers.jail import Jail
@@ -181,7 +182,7 @@ def test_a_patch_whose_second_write_fails_changes_no_file(
     diff = _two_file_patch(workspace)
     before = {p: (workspace / p).read_bytes() for p in (PRICING, "README.md")}
     calls = {"n": 0}
-    real_stage, real_replace = edits._stage, os.replace
+    real_stage, real_replace = _fs.stage_file, os.replace
 
     def flaky_stage(target: Path, data: bytes) -> str:
         calls["n"] += 1
@@ -196,7 +197,7 @@ def test_a_patch_whose_second_write_fails_changes_no_file(
         real_replace(src, dst)
 
     if fails == "staging the second file":
-        monkeypatch.setattr(edits, "_stage", flaky_stage)
+        monkeypatch.setattr(_fs, "stage_file", flaky_stage)
     else:
         monkeypatch.setattr(edits.os, "replace", flaky_replace)
     with pytest.raises(ToolError, match=r"could not be written .*No space left on device.*no file was changed"):
