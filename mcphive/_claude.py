@@ -63,4 +63,5 @@ def merged_config(path: Path, name: str, entry: dict[str, Any]) -> dict[str, Any
 def merge_config(path: Path, name: str, entry: dict[str, Any]) -> None:
     """Set ``mcpServers[name]`` in ``path``, keeping every other server; the file is replaced atomically."""
     data = merged_config(path, name, entry)
-    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+    # Other servers' entries often carry API keys in their env: a new file is private; an existing one keeps its mode.
+    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"), new_mode=0o600)

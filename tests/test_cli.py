@@ -92,10 +92,16 @@ def test_install_claude_desktop_prints_absolute_paths_and_merges_without_clobber
     config = tmp_path / "claude" / "claude_desktop_config.json"
     config.parent.mkdir()
     config.write_text(json.dumps({"mcpServers": {"other": {"command": "x"}}, "theme": "dark"}))
+    config.chmod(0o640)
     done = mcphive("install", "claude-desktop", "--write", "--config-file", str(config), data_dir=tmp_path)
     assert done.returncode == 0, done.stderr
     merged = json.loads(config.read_text())
     assert merged["theme"] == "dark" and set(merged["mcpServers"]) == {"other", "mcphive"}
+    assert config.stat().st_mode & 0o777 == 0o640  # the user's mode is kept
+    fresh = tmp_path / "new" / "claude_desktop_config.json"
+    created = mcphive("install", "claude-desktop", "--write", "--config-file", str(fresh), data_dir=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert fresh.stat().st_mode & 0o777 == 0o600  # a new config is private: other servers' entries hold API keys
 
 
 def test_install_refuses_to_overwrite_a_config_it_cannot_parse(tmp_path: Path) -> None:

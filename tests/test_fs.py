@@ -22,6 +22,9 @@ def test_writes_new_files_readable_and_keeps_an_existing_files_mode(tmp_path: Pa
     atomic_write(private, b"new")
     assert private.read_bytes() == b"new" and private.stat().st_mode & 0o777 == 0o600
     assert _leftovers(tmp_path) == [] and _leftovers(new.parent) == []
+    secret = tmp_path / "secret.json"
+    atomic_write(secret, b"{}", new_mode=0o600)
+    assert secret.stat().st_mode & 0o777 == 0o600
 
 
 def test_exclusive_refuses_an_existing_file_and_leaves_it_alone(tmp_path: Path) -> None:
