@@ -6,7 +6,29 @@ file, an advisory database), never by its wording, and it names its origin: ``so
 package and version), ``file`` (the path inside the package) and ``section`` (the upstream heading
 or tag that gave the label).
 
-Held-out split (what ``routing_accuracy.py`` scores; nobody reads it while writing the examples):
+Held-out split, v2 (what ``routing_accuracy.py`` scores; collected by ``routing_domain_sources/``
+from packages no earlier split used, and scored once, after the router was last changed):
+
+* code, docs, test, infra: changelog sections of 60 npm and PyPI packages (``changelogs.py``) —
+  conventional-changelog "Features"/"Bug Fixes"/"Performance Improvements" -> code,
+  "Documentation" -> docs, "Tests" -> test, "Build System"/"Continuous Integration" -> infra
+  (video.js and its plugins, karma, standard-version, googleapis' Node clients, python-gitlab),
+  ESLint's and rollup plugins' per-line commit tags, towncrier sections of aio-libs and Plone
+  projects, Jupyter's release notes, mkdocstrings/griffe; at most 15 per package and label.
+* security: Django's "CVE-…: title" release-note headings, Pillow's, Tornado's, requests', urllib3's,
+  lxml's and node-forge's security sections or CVE entries, and Debian bookworm changelogs of curl,
+  libxml2, sudo, libtiff, expat, ghostscript, ImageMagick, OpenSSL and Vim (entries naming a CVE)
+  (``advisories.py``; at most 30 per source, evenly spaced).
+* ops: Zabbix 6.0 template triggers, PCP's pmie rules, etcd's, the Elasticsearch exporter's and
+  SmokePing's alert rules, all from Debian bookworm (``alerts.py``; at most 40 per source).
+
+Each label has the same count (the smallest label's, at most 90), drawn evenly across its sources
+(each source's entries shuffled, seed 0, then one from each source in turn).
+
+The first held-out split (v1, below) was scored several times while the rules were written, so it
+was retired into the dev split when v2 was collected; its rows are unchanged but for ``split``.
+
+Held-out v1, now dev:
 
 * code: pip ``NEWS.rst`` "Bug Fixes"/"Features"; setuptools ``NEWS.rst`` "Bugfixes"/"Features".
 * docs: "Improved Documentation" of pip, setuptools and pytest (``doc/en/changelog.rst``).
@@ -18,7 +40,7 @@ Held-out split (what ``routing_accuracy.py`` scores; nobody reads it while writi
   and Netdata's health alarms (Debian ``netdata-core``: alarm name and its ``info`` line) from
   half of the ``health.d`` files.
 
-Dev split (for tuning; different packages, or for Netdata different files, from the held-out ones):
+Dev split (for tuning; different packages, or for Netdata different files, from held-out v1):
 
 * alembic, Mako and dogpile.cache changelog tags: ``tests`` -> test, ``documentation``/``docs``
   -> docs, ``installation`` -> infra, other ``bug``/``feature``/``usecase`` entries -> code.
@@ -40,9 +62,9 @@ pytest's and Sphinx's own bug fixes are left out: their subjects are testing and
 so their sections say "code" while their wording says "test" or "docs". Each held-out label is
 capped to the same count (deterministic shuffle, seed 0).
 
-Run: ``python benchmarks/build_routing_domain.py``. It downloads the pinned source distributions
-with ``pip download --no-deps --no-binary NAME`` and the three Debian packages with
-``apt-get download`` into a temporary directory.
+Run: ``python benchmarks/build_routing_domain.py`` (needs ``npm`` and ``apt-get``). It downloads
+the pinned source distributions, Debian packages and npm tarballs (``routing_domain_sources/_fetch.py``)
+into a temporary directory.
 """
 
 from __future__ import annotations
@@ -52,15 +74,15 @@ import hashlib
 import json
 import random
 import re
-import subprocess
-import sys
-import tarfile
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
+from routing_domain_sources import advisories as advisory_sources
+from routing_domain_sources import alerts, changelogs
+from routing_domain_sources._fetch import fetch
 
 OUT = Path(__file__).parent / "data" / "routing_domain.jsonl"
 PYPI = {
@@ -149,52 +171,19 @@ TOWNCRIER_SECTIONS = {
 }
 LABELS = ("code", "docs", "infra", "ops", "security", "test")
 PER_LABEL = 60
+HELDOUT_MAX_PER_LABEL = 90
 DEV_PER_LABEL = 80
 CPYTHON_PER_LABEL = 60
+HELDOUT_MAX_PER_LABEL = 90
 SECURITY_ID = re.compile(r"\bCVE-\d{4}-\d+|\bGHSA-", re.I)
 Row = dict[str, str]
-
-
-def _normalized(stem: str) -> str:
-    return re.sub(r"[-_.]+", "-", stem.lower())
-
-
-def _pip_download(name: str, version: str, workdir: Path) -> Path:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "-q",
-            "--no-deps",
-            "--no-binary",
-            name,
-            f"{name}=={version}",
-            "-d",
-            str(workdir),
-        ],
-        check=True,
-    )
-    wanted = _normalized(f"{name}-{version}")
-    archive = next(p for p in workdir.glob("*.tar.gz") if _normalized(p.name.removesuffix(".tar.gz")) == wanted)
-    with tarfile.open(archive) as tar:
-        tar.extractall(workdir, filter="data")
-    return workdir / archive.name.removesuffix(".tar.gz")
-
-
-def _apt_download(name: str, version: str, workdir: Path) -> Path:
-    subprocess.run(["apt-get", "download", "-q", f"{name}={version}"], check=True, cwd=workdir)
-    deb = next(workdir.glob(f"{name}_*.deb"))
-    root = workdir / name
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
-    return root
+Entries = tuple[str, list[tuple[str, str, str, str]]]  # (source id, [(text, label, section, file)])
 
 
 def download(workdir: Path) -> dict[str, Path]:
     """Fetch and unpack every pinned package; returns the unpacked roots by package name."""
-    roots = {name: _pip_download(name, version, workdir) for name, version in PYPI.items()}
-    roots |= {name: _apt_download(name, version, workdir) for name, version in DEBIAN.items()}
+    roots = {name: fetch("pypi", name, version, workdir) for name, version in PYPI.items()}
+    roots |= {name: fetch("debian", name, version, workdir) for name, version in DEBIAN.items()}
     return roots
 
 
@@ -395,8 +384,8 @@ def _source(name: str) -> str:
     return f"pypi:{name}=={PYPI[name]}" if name in PYPI else f"debian:{name}={DEBIAN[name]}"
 
 
-def build(roots: dict[str, Path]) -> list[Row]:
-    """Label, deduplicate, balance and split the entries."""
+def build(roots: dict[str, Path], heldout: list[Entries]) -> list[Row]:
+    """Label, deduplicate, balance and split the entries; ``heldout`` is what the v2 collectors returned."""
     held: list[tuple[str, list[tuple[str, str, str, str]]]] = [
         (
             name,
@@ -439,12 +428,12 @@ def build(roots: dict[str, Path]) -> list[Row]:
         for name, path in TOWNCRIER_DEV.items()
     ]
     passes = (
-        ("heldout", held, PER_LABEL),
+        ("dev", held, PER_LABEL),  # held-out v1, retired into dev
         ("dev", dev, DEV_PER_LABEL),
         ("dev", extra_dev, CPYTHON_PER_LABEL),
         ("dev", towncrier_dev, CPYTHON_PER_LABEL),
     )
-    for split, sources, cap in passes:
+    for index, (split, sources, cap) in enumerate(passes):
         by_label: dict[str, list[Row]] = defaultdict(list)
         for name, entries in sources:
             for text, label, section, file in entries:
@@ -461,18 +450,51 @@ def build(roots: dict[str, Path]) -> list[Row]:
                             "section": section,
                         }
                     )
-        if split == "heldout":
+        if index == 0:  # held-out v1 was balanced to its smallest label
             cap = min(cap, *(len(by_label[label]) for label in LABELS))
         for label in LABELS:
             items = by_label[label]
             rng.shuffle(items)
             rows += items[:cap]
+    return rows + balanced_heldout(heldout, seen, rng)
+
+
+def balanced_heldout(sources: list[Entries], seen: set[str], rng: random.Random) -> list[Row]:
+    """Held-out v2: entries no earlier row has, the same count per label, drawn evenly across sources."""
+    by_label: dict[str, dict[str, list[Row]]] = defaultdict(lambda: defaultdict(list))
+    for source, entries in sources:
+        for text, label, section, file in entries:
+            key = re.sub(r"\W+", " ", text.lower()).strip()
+            if key not in seen:
+                seen.add(key)
+                by_label[label][source].append(
+                    {
+                        "text": text,
+                        "label": label,
+                        "split": "heldout",
+                        "source": source,
+                        "file": file,
+                        "section": section,
+                    }
+                )
+    per_label = min(HELDOUT_MAX_PER_LABEL, *(sum(map(len, by_label[label].values())) for label in LABELS))
+    rows: list[Row] = []
+    for label in LABELS:
+        queues = [by_label[label][source] for source in sorted(by_label[label])]
+        for queue in queues:
+            rng.shuffle(queue)
+        taken: list[Row] = []
+        while len(taken) < per_label:
+            taken += [queue.pop() for queue in queues if queue][: per_label - len(taken)]
+        rows += taken
     return rows
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        rows = build(download(Path(tmp)))
+        work = Path(tmp)
+        heldout = [*changelogs.collect(work), *advisory_sources.collect(work), *alerts.collect(work)]
+        rows = build(download(work), heldout)
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     counts = Counter((row["split"], row["label"]) for row in rows)
