@@ -81,11 +81,27 @@ async def test_text_unlike_any_example_is_refused_even_when_an_agent_is_likelies
         ("Upgrade certifi to 2024.2.2", "infra"),
         ("Package foo before 1.2 allows remote attackers to execute arbitrary code", "security"),
         ("docs: fix the install instructions", "docs"),
+        ("cpu_usage: CPU utilization above 90% for 5 minutes", "ops"),
+        ("KubePodCrashLooping: pod is restarting repeatedly", "ops"),
+        ("etcdNoLeader: etcd cluster member has no leader", "ops"),
+        ("Drop support for Python 3.9", "infra"),
+        ("Add Node 20 to the CI matrix", "infra"),
+        ("Explain how to configure the cache in the user guide", "docs"),
     ],
 )
 async def test_commit_and_changelog_conventions_are_routed_by_rule(text: str, agent: str) -> None:
     route = await cascade().route(text)
     assert (route.agent, route.stage) == (agent, "rule"), route
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["fetch_prices: add caching", "fetchPrices: handle an empty response", "PriceCache: Fix the eviction order"],
+)
+async def test_a_commit_style_scope_is_not_mistaken_for_an_alert_name(text: str) -> None:
+    # "name: summary" is how alerts are written, and "scope: verb ..." how commits are; the verb tells them apart.
+    route = await cascade().route(text)
+    assert route.agent == "code" and route.stage == "semantic", route
 
 
 async def test_a_semantic_confidence_is_a_probability_over_the_agents() -> None:
