@@ -266,22 +266,27 @@ def pillow(root: pathlib.Path):
     return finish(rows)
 
 
+def _rst_security_rows(lines: list[str], rel: str) -> list[tuple[str, str, str, str]]:
+    """Bullets of an RST changelog's "Security..." sections, and any bullet naming a CVE/GHSA id."""
+    heads = [*list(rst_sections(lines)), (len(lines), "", "")]
+    rows = []
+    for k in range(len(heads) - 1):
+        i, title, _ = heads[k]
+        block = lines[i + 2 : heads[k + 1][0]]
+        sec = title.lower().startswith("security")
+        for b in bullets(block):
+            txt = b.replace("\n", " ")
+            if sec:
+                rows.append((txt, LABEL, title, rel))
+            elif CVE_RE.search(txt):
+                rows.append((txt, LABEL, f"{title} (names CVE/GHSA)", rel))
+    return rows
+
+
 def tornado(root: pathlib.Path):
     rows = []
     for f in sorted((root / "docs/releases").glob("*.rst"), key=_vkey):
-        lines = f.read_text(encoding="utf-8").splitlines()
-        heads = [*list(rst_sections(lines)), (len(lines), "", "")]
-        rel = str(f.relative_to(root))
-        for k in range(len(heads) - 1):
-            i, title, _ = heads[k]
-            block = lines[i + 2 : heads[k + 1][0]]
-            sec = title.lower().startswith("security")
-            for b in bullets(block):
-                txt = b.replace("\n", " ")
-                if sec:
-                    rows.append((txt, LABEL, title, rel))
-                elif CVE_RE.search(txt):
-                    rows.append((txt, LABEL, f"{title} (names CVE/GHSA)", rel))
+        rows += _rst_security_rows(f.read_text(encoding="utf-8").splitlines(), str(f.relative_to(root)))
     return finish(rows)
 
 
@@ -302,21 +307,7 @@ def md_changelog(root: pathlib.Path, fname: str, top_only: bool = False):
 
 
 def rst_changelog(root: pathlib.Path, fname: str):
-    f = root / fname
-    lines = f.read_text(encoding="utf-8").splitlines()
-    heads = [*list(rst_sections(lines)), (len(lines), "", "")]
-    rows = []
-    for k in range(len(heads) - 1):
-        i, title, _ = heads[k]
-        block = lines[i + 2 : heads[k + 1][0]]
-        sec = title.lower().startswith("security")
-        for b in bullets(block):
-            txt = b.replace("\n", " ")
-            if sec:
-                rows.append((txt, LABEL, title, fname))
-            elif CVE_RE.search(txt):
-                rows.append((txt, LABEL, f"{title} (names CVE/GHSA)", fname))
-    return finish(rows)
+    return finish(_rst_security_rows((root / fname).read_text(encoding="utf-8").splitlines(), fname))
 
 
 def debian_changelog(root: pathlib.Path):
