@@ -1,20 +1,20 @@
-"""Held-out routing items from REAL advisory titles / security-fix entries (topic: advisories).
+"""Held-out routing items from real advisory titles and security-fix entries, all labelled ``security``.
 
-Every item is labelled ``security``.  The label comes only from upstream structure:
+The label comes only from upstream structure:
 
 * Django: release-note section headings of the form "CVE-YYYY-NNNN: <title>"
   (docs/releases/*.txt) -- Django files every security fix under such a heading.
 * Pillow: sub-headings (and preamble bullets; paragraphs when there are no
   sub-headings) inside the "Security" section of docs/releasenotes/*.rst.
 * Tornado: bullets inside "Security fix(es)" / "Security improvements" sections of
-  docs/releases/*.rst, plus any bullet naming a CVE/GHSA id (house rule).
+  docs/releases/*.rst, plus any bullet naming a CVE/GHSA id (as in the other splits).
 * requests / urllib3: bullets in "Security" sections of HISTORY.md / CHANGES.rst,
-  plus any bullet naming a CVE/GHSA id (house rule).
-* lxml: CHANGES.txt bullets naming a CVE id (house rule).
+  plus any bullet naming a CVE/GHSA id (as in the other splits).
+* lxml: CHANGES.txt bullets naming a CVE id (as in the other splits).
 * node-forge (npm): top-level bullets in "### Security" sections of CHANGELOG.md,
-  plus any top-level bullet naming a CVE/GHSA id (house rule).
+  plus any top-level bullet naming a CVE/GHSA id (as in the other splits).
 * Debian bookworm changelogs (changelog.Debian.gz): every bullet / sub-bullet
-  that names a CVE id (house rule).  A leading patch-file prefix such as
+  that names a CVE id (as in the other splits).  A leading patch-file prefix such as
   "debian/patches/CVE-2023-1234.patch:" or "d/p/...:" is removed.
 
 The wording is never looked at for labelling or selection; when a package yields

@@ -1,6 +1,6 @@
-"""Held-out routing items from REAL monitoring alert definitions (topic: alerts).
+"""Held-out routing items from real monitoring alert definitions, all labelled ``ops``.
 
-Every item is labelled ``ops`` because it comes from an alert-rule / trigger
+Each item comes from an alert-rule or trigger
 file shipped by the upstream package (Prometheus rule files, PCP pmie rules,
 Zabbix templates, SmokePing alert config). The wording is never looked at for
 labelling or selection; selection within a package is purely positional
@@ -24,7 +24,7 @@ import yaml
 
 from routing_domain_sources._fetch import fetch
 
-CAP = 40  # per (package, label); relaxed from 15 for this topic (see brief)
+CAP = 40  # per package: alert sources are few, so more from each than the changelogs' 15
 LABEL = "ops"
 
 # Pinned Debian bookworm packages: (name, version)

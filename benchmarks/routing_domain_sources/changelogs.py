@@ -1,4 +1,4 @@
-"""Held-out routing items from upstream changelog SECTIONS (topic: changelogs).
+"""Held-out routing items from upstream changelog sections (code, docs, test, infra; CVE/GHSA entries: security).
 
 Labels come only from where upstream filed an entry: the changelog section heading
 (conventional-changelog / release-please / python-semantic-release / towncrier /
