@@ -92,12 +92,13 @@ def search_text(jail: Jail, pattern: str, max_results: int = 50) -> dict[str, An
 
 def write_file(jail: Jail, path: str, content: str) -> dict[str, Any]:
     """Write a text file atomically (the old content stays intact if anything fails)."""
-    if len(content.encode()) > MAX_WRITE_BYTES:
+    data = content.encode("utf-8")
+    if len(data) > MAX_WRITE_BYTES:
         raise ToolError(f"content is over {MAX_WRITE_BYTES} bytes; write a smaller file")
     target = jail.resolve(path)
     action = "modified" if target.exists() else "created"
-    _fs.atomic_write(target, content.encode("utf-8"))
-    size = len(content.encode())
+    _fs.atomic_write(target, data)
+    size = len(data)
     change = {"path": jail.relative(target), "action": action, "summary": f"{size} bytes"}
     return {"path": path, "bytes": size, "changes": [change], "summary": f"wrote {path}"}
 
