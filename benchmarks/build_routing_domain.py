@@ -80,8 +80,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
+from routing_domain_sources import SECURITY_ID, alerts, changelogs
 from routing_domain_sources import advisories as advisory_sources
-from routing_domain_sources import alerts, changelogs
 from routing_domain_sources._fetch import fetch
 
 OUT = Path(__file__).parent / "data" / "routing_domain.jsonl"
@@ -174,8 +174,6 @@ PER_LABEL = 60
 HELDOUT_MAX_PER_LABEL = 90
 DEV_PER_LABEL = 80
 CPYTHON_PER_LABEL = 60
-HELDOUT_MAX_PER_LABEL = 90
-SECURITY_ID = re.compile(r"\bCVE-\d{4}-\d+|\bGHSA-", re.I)
 Row = dict[str, str]
 Entries = tuple[str, list[tuple[str, str, str, str]]]  # (source id, [(text, label, section, file)])
 
@@ -380,6 +378,11 @@ def cpython_news(root: Path) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def _key(text: str) -> str:
+    """What two entries share when they are the same text (case, punctuation and spacing aside)."""
+    return re.sub(r"\W+", " ", text.lower()).strip()
+
+
 def _source(name: str) -> str:
     return f"pypi:{name}=={PYPI[name]}" if name in PYPI else f"debian:{name}={DEBIAN[name]}"
 
@@ -437,7 +440,7 @@ def build(roots: dict[str, Path], heldout: list[Entries]) -> list[Row]:
         by_label: dict[str, list[Row]] = defaultdict(list)
         for name, entries in sources:
             for text, label, section, file in entries:
-                key = re.sub(r"\W+", " ", text.lower()).strip()
+                key = _key(text)
                 if key not in seen:
                     seen.add(key)
                     by_label[label].append(
@@ -464,7 +467,7 @@ def balanced_heldout(sources: list[Entries], seen: set[str], rng: random.Random)
     by_label: dict[str, dict[str, list[Row]]] = defaultdict(lambda: defaultdict(list))
     for source, entries in sources:
         for text, label, section, file in entries:
-            key = re.sub(r"\W+", " ", text.lower()).strip()
+            key = _key(text)
             if key not in seen:
                 seen.add(key)
                 by_label[label][source].append(
@@ -484,8 +487,10 @@ def balanced_heldout(sources: list[Entries], seen: set[str], rng: random.Random)
         for queue in queues:
             rng.shuffle(queue)
         taken: list[Row] = []
-        while len(taken) < per_label:
-            taken += [queue.pop() for queue in queues if queue][: per_label - len(taken)]
+        while len(taken) < per_label:  # one from each source in turn
+            for queue in queues:
+                if queue and len(taken) < per_label:
+                    taken.append(queue.pop())
         rows += taken
     return rows
 

@@ -30,6 +30,7 @@ import gzip
 import pathlib
 import re
 
+from routing_domain_sources import SECURITY_ID, spread
 from routing_domain_sources._fetch import fetch
 
 CAP = 30  # per package: advisory sources are few, so more from each than the changelogs' 15
@@ -57,8 +58,6 @@ DEBIAN = [
 NPM = [
     ("node-forge", "1.3.1"),
 ]
-
-CVE_RE = re.compile(r"\bCVE-\d{4}-\d+|\bGHSA-", re.I)
 
 
 # ---------------------------------------------------------------- text helpers
@@ -117,14 +116,6 @@ def keepable(text: str) -> bool:
     return len(text.split()) >= 3 and re.search(r"[A-Za-z]", text) is not None
 
 
-def spread(items: list, cap: int = CAP) -> list:
-    """Evenly spaced positional sample (deterministic)."""
-    if len(items) <= cap:
-        return items
-    n = len(items)
-    return [items[(i * n) // cap] for i in range(cap)]
-
-
 def _vkey(p: pathlib.Path):
     return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", p.name)]
 
@@ -137,7 +128,7 @@ def finish(rows: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str, s
             continue
         seen.add(t)
         out.append((t, label, section, f))
-    return spread(out)
+    return spread(out, CAP)
 
 
 # ---------------------------------------------------------------- generic parsers
@@ -278,7 +269,7 @@ def _rst_security_rows(lines: list[str], rel: str) -> list[tuple[str, str, str, 
             txt = b.replace("\n", " ")
             if sec:
                 rows.append((txt, LABEL, title, rel))
-            elif CVE_RE.search(txt):
+            elif SECURITY_ID.search(txt):
                 rows.append((txt, LABEL, f"{title} (names CVE/GHSA)", rel))
     return rows
 
@@ -301,7 +292,7 @@ def md_changelog(root: pathlib.Path, fname: str, top_only: bool = False):
             txt = head_text(b)
             if sec:
                 rows.append((txt, LABEL, head, fname))
-            elif CVE_RE.search(full):
+            elif SECURITY_ID.search(full):
                 rows.append((txt, LABEL, f"{head or 'changelog'} (names CVE/GHSA)", fname))
     return finish(rows)
 
@@ -334,7 +325,7 @@ def debian_changelog(root: pathlib.Path):
         if cur is not None:
             items.append(cur)
         for it in items:
-            if CVE_RE.search(it):
+            if SECURITY_ID.search(it):
                 rows.append((it, LABEL, "changelog entry naming a CVE", rel))
     return finish(rows)
 

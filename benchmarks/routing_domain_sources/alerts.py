@@ -19,9 +19,11 @@ from __future__ import annotations
 import gzip
 import pathlib
 import re
+from collections.abc import Callable
 
 import yaml
 
+from routing_domain_sources import spread
 from routing_domain_sources._fetch import fetch
 
 CAP = 40  # per package: alert sources are few, so more from each than the changelogs' 15
@@ -95,14 +97,6 @@ def alert_text(name: str, summary: str) -> str:
     name = strip_templates(name)
     summary = finish(first_sentence(strip_templates(summary))) if summary else ""
     return finish(f"{name}: {summary}" if summary else name)
-
-
-def spread(items: list, cap: int = CAP) -> list:
-    """Evenly spaced positional selection (no look at the wording)."""
-    n = len(items)
-    if n <= cap:
-        return list(items)
-    return [items[i * n // cap] for i in range(cap)]
 
 
 def keep(text: str) -> bool:
@@ -190,6 +184,21 @@ def smokeping_alerts(root: pathlib.Path, rel: str) -> list[tuple[str, str, str, 
     return out
 
 
+# Where each pinned package keeps its alert definitions.
+EXTRACT: dict[str, Callable[[pathlib.Path], list[tuple[str, str, str, str]]]] = {
+    "zabbix-frontend-php": lambda root: zabbix_templates(root, "usr/share/doc/zabbix-frontend-php/templates"),
+    "pcp": lambda root: pmieconf_rules(root, "etc/pcp/pmieconf"),
+    "etcd-server": lambda root: [
+        *prometheus_rules(root, "usr/share/doc/etcd-server/v2/etcd_alert.rules.yml"),
+        *prometheus_rules(root, "usr/share/doc/etcd-server/op-guide/etcd3_alert.rules.yml.gz"),
+    ],
+    "prometheus-elasticsearch-exporter": lambda root: prometheus_rules(
+        root, "usr/share/doc/prometheus-elasticsearch-exporter/examples/prometheus/elasticsearch.rules.yml"
+    ),
+    "smokeping": lambda root: smokeping_alerts(root, "etc/smokeping/config.d/Alerts"),
+}
+
+
 # ---------------------------------------------------------------- download / collect
 def _dedup(items):
     seen, out = set(), []
@@ -203,24 +212,7 @@ def _dedup(items):
 
 def collect(workdir: pathlib.Path) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
     """(source id, [(text, "ops", section, file)]) for every pinned package, CAP each, evenly spaced."""
-    res = []
-    for name, ver in DEBIAN:
-        root = fetch("debian", name, ver, workdir)
-        if name == "zabbix-frontend-php":
-            items = zabbix_templates(root, "usr/share/doc/zabbix-frontend-php/templates")
-        elif name == "pcp":
-            items = pmieconf_rules(root, "etc/pcp/pmieconf")
-        elif name == "etcd-server":
-            items = prometheus_rules(root, "usr/share/doc/etcd-server/v2/etcd_alert.rules.yml") + prometheus_rules(
-                root, "usr/share/doc/etcd-server/op-guide/etcd3_alert.rules.yml.gz"
-            )
-        elif name == "prometheus-elasticsearch-exporter":
-            items = prometheus_rules(
-                root, "usr/share/doc/prometheus-elasticsearch-exporter/examples/prometheus/elasticsearch.rules.yml"
-            )
-        elif name == "smokeping":
-            items = smokeping_alerts(root, "etc/smokeping/config.d/Alerts")
-        else:
-            items = []
-        res.append((f"debian:{name}={ver}", spread(_dedup(items))))
-    return res
+    return [
+        (f"debian:{name}={ver}", spread(_dedup(EXTRACT[name](fetch("debian", name, ver, workdir))), CAP))
+        for name, ver in DEBIAN
+    ]

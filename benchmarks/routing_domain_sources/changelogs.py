@@ -16,6 +16,7 @@ import re
 import sys
 from collections import Counter
 
+from routing_domain_sources import SECURITY_ID
 from routing_domain_sources._fetch import fetch
 
 CAP = 15  # max items per (package, label)
@@ -237,9 +238,6 @@ def clean(t: str, eslint: bool = False) -> str:
     return t
 
 
-CVE = re.compile(r"\bCVE-\d{4}-\d+|\bGHSA-", re.I)
-
-
 # ---------------------------------------------------------------- parsers
 def _entries_md(lines):
     """Yield (heading, raw_entry) for bullet entries under markdown headings."""
@@ -323,7 +321,7 @@ def parse(path: pathlib.Path, kind: str, smap: dict):
                 out.append((m.group(2), smap[m.group(1)], m.group(1) + ":", False))
     items = []
     for raw, label, sec, esl in out:
-        if CVE.search(raw):
+        if SECURITY_ID.search(raw):
             label = "security"
         text = clean(raw, eslint=esl)
         if len(re.findall(r"\w+", text)) < 3:
