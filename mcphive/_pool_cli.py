@@ -372,4 +372,4 @@ def pool_serve(settings: Settings, host: str, port: int, *, say: Say) -> None:
     gpus = GpuSampler(lambda: _placements(settings)) if read_gpu_stats() else None
     app = build_front(pool, settings.policy, bind_host=host, gpus=gpus)
     say(f"OpenAI-compatible front on http://{host}:{port}/v1 over {len(pool.members)} member(s)")
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", ws="none")).run()
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", ws="none", access_log=False)).run()

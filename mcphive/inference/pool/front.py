@@ -4,6 +4,10 @@
 ``GET /health`` and ``GET /metrics`` (Prometheus text: per-member in-flight count and breaker
 state, request counters). Bearer tokens and per-key rate limits come from :mod:`mcphive.policy`;
 ``/health`` is open so load balancers can probe it.
+
+The front is a plain ASGI application served by uvicorn (on uvloop and httptools), not a Starlette
+one: it has four routes, and Starlette's request, response and routing objects cost ~150 µs of CPU
+a streamed request here — more than the rest of the front's own work (``benchmarks/pool_overhead.py``).
 """
 
 from __future__ import annotations
@@ -16,15 +20,11 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 from pydantic import ValidationError
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from mcphive.errors import ModelUnavailable
 from mcphive.inference.base import ChatMessage, ChatRequest, ChatResponse
@@ -49,9 +49,34 @@ _BREAKER_STATES = ("closed", "open", "half_open")
 _HOSTS_REMEMBERED = 64
 
 
-def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": kind, "code": status}}
-    return JSONResponse(body, status_code=status, headers=headers)
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = tuple[tuple[bytes, bytes], ...]
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """A whole reply: status, body, content type and any extra headers."""
+
+    status: int
+    body: bytes
+    content_type: bytes = b"application/json"
+    headers: Headers = ()
+
+    async def __call__(self, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", self.content_type), (b"content-length", b"%d" % len(self.body)), *self.headers]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def _json(value: Any, status: int = 200, headers: Headers = ()) -> _Reply:
+    return _Reply(status, json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode(), headers=headers)
+
+
+def _error(status: int, message: str, kind: str, headers: Headers = ()) -> _Reply:
+    return _json({"error": {"message": message, "type": kind, "code": status}}, status, headers)
 
 
 def _content(value: Any) -> str:
@@ -125,22 +150,25 @@ def _chunk(request_id: str, model: str, delta: dict[str, str], finish: str | Non
 _DONE = "data: [DONE]\n\n"
 
 
-class _EventStream(StreamingResponse):
-    """Server-sent events where the chunk ending in ``[DONE]`` also ends the body.
+_SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 
-    Starlette sends the end of a streamed body as a write of its own; here it leaves with the last
-    event, one write (and one wake-up of the client) fewer per streamed reply.
-    """
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Stream the body, and stop it (and with it the member's request) if the client goes away.
+@dataclass(frozen=True)
+class _EventStream:
+    """A reply of server-sent events; the chunk ending in ``[DONE]`` also ends the body (one write,
+    and one wake-up of the client, fewer per streamed reply than a separate end-of-body write)."""
 
-        Starlette watches for the disconnect with an anyio task group, ~75 µs a request; two plain
-        asyncio tasks do the same for a fraction. ``http.disconnect`` arrives when the client leaves,
-        or, as ASGI has it, once the response is complete.
+    events: AsyncIterator[str]
+    status: int = 200
+
+    async def __call__(self, receive: Receive, send: Send) -> None:
+        """Stream the events, and stop them (and with them the member's request) if the client goes away.
+
+        ``http.disconnect`` arrives when the client leaves or, as ASGI has it, once the reply is complete;
+        two plain asyncio tasks watch for whichever comes first (an anyio task group costs ~75 µs a request).
         """
-        body = asyncio.ensure_future(self.stream_response(send))
-        listener = asyncio.ensure_future(self.listen_for_disconnect(receive))
+        body = asyncio.ensure_future(self._write(send))
+        listener = asyncio.ensure_future(_disconnected(receive))
         try:
             await asyncio.wait((body, listener), return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -151,15 +179,19 @@ class _EventStream(StreamingResponse):
         if not body.cancelled():
             body.result()  # the body's own error, if it failed
 
-    async def stream_response(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+    async def _write(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": _SSE_HEADERS})
         ended = False
-        async for chunk in self.body_iterator:
-            text = chunk if isinstance(chunk, str) else bytes(chunk).decode(self.charset)
+        async for text in self.events:
             ended = text.endswith(_DONE)
-            await send({"type": "http.response.body", "body": text.encode(self.charset), "more_body": not ended})
+            await send({"type": "http.response.body", "body": text.encode(), "more_body": not ended})
         if not ended:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def render_metrics(pool: PoolModel, requests: Counter[tuple[str, int]]) -> str:
@@ -232,8 +264,58 @@ def render_metrics(pool: PoolModel, requests: Counter[tuple[str, int]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+class _ClientGone(Exception):
+    """The client left before its request body had arrived."""
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What the routes need of one HTTP request: its headers (names lower-case), caller and body reader."""
+
+    headers: dict[str, str]
+    client: str
+    receive: Receive
+
+    @classmethod
+    def of(cls, scope: Scope, receive: Receive) -> _Request:
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        client = scope.get("client")
+        return cls(headers, client[0] if client else "unknown", receive)
+
+    async def body(self, limit: int) -> bytes:
+        """The whole body, refused with :class:`PolicyViolation` (413) as soon as it passes ``limit`` bytes.
+
+        Raises:
+            _ClientGone: the client disconnected before the body was complete.
+        """
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            part = message.get("body", b"")
+            size += len(part)
+            check_size(size, limit)
+            parts.append(part)
+            if not message.get("more_body", False):
+                return b"".join(parts)
+
+
+Reply = _Reply | _EventStream
+Handler = Callable[[_Request], Awaitable[Reply]]
+
+
+@dataclass(frozen=True)
+class _Route:
+    name: str
+    method: str
+    handler: Handler
+    guarded: bool = True
+
+
 class _Front:
-    """The routes' shared state: the pool, the policy and the request counters."""
+    """The front's ASGI application: routes, policy checks, request counters, and the pool's lifetime."""
 
     def __init__(self, pool: PoolModel, policy: PolicyConfig, bind_host: str, gpus: GpuSampler | None) -> None:
         self.pool = pool
@@ -244,8 +326,59 @@ class _Front:
         self.limiter = RateLimiter(policy.rate_limit)
         self.requests: Counter[tuple[str, int]] = Counter()
         self._good_hosts: set[str | None] = set()
+        self.routes = {
+            "/v1/chat/completions": _Route("chat", "POST", self.chat),
+            "/v1/models": _Route("models", "GET", self.models),
+            "/health": _Route("health", "GET", self.health, guarded=False),
+            "/metrics": _Route("metrics", "GET", self.metrics),
+        }
 
-    def admit(self, request: Request) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """Open the pool at startup, close it at shutdown; a pool that cannot open fails the startup."""
+        await receive()  # lifespan.startup
+        started = False
+        try:
+            async with self.pool:
+                await send({"type": "lifespan.startup.complete"})
+                started = True
+                await receive()  # lifespan.shutdown
+        except Exception as e:
+            logger.exception("the pool front's %s failed", "shutdown" if started else "startup")
+            kind = "lifespan.shutdown.failed" if started else "lifespan.startup.failed"
+            await send({"type": kind, "message": f"{type(e).__name__}: {e}"})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.routes.get(scope["path"])
+        method = scope["method"]
+        reply: Reply
+        if route is None:
+            name, reply = "unknown", _error(404, f"no route {scope['path']}", "not_found_error")
+        elif method != route.method and not (method == "HEAD" and route.method == "GET"):
+            allowed = f"{route.method}, HEAD" if route.method == "GET" else route.method
+            message = f"{method} is not allowed here; use {allowed}"
+            name, reply = route.name, _error(405, message, "invalid_request_error", ((b"allow", allowed.encode()),))
+        else:
+            name, request = route.name, _Request.of(scope, receive)
+            try:
+                if route.guarded:
+                    self.admit(request)
+                reply = await route.handler(request)
+            except PolicyViolation as e:
+                reply = self._refusal(e)
+            except _ClientGone:
+                return  # nobody to answer
+        self.requests[(name, reply.status)] += 1
+        await reply(receive, send)
+
+    def admit(self, request: _Request) -> None:
         """Apply host check, auth, size limit and the caller's rate limit.
 
         Raises:
@@ -262,50 +395,33 @@ class _Front:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit():
             check_size(int(declared), self.policy.max_request_bytes)
-        client = request.client.host if request.client else "unknown"
         # A token's requests share one bucket wherever they come from; anonymous callers are keyed by address.
-        self.limiter.check(f"token:{grant.token_name}" if grant.token_name else f"addr:{client}")
-
-    def counted(
-        self, route: str, handler: Callable[[Request], Any], *, guarded: bool = True
-    ) -> Callable[[Request], Any]:
-        async def endpoint(request: Request) -> Response:
-            try:
-                if guarded:
-                    self.admit(request)
-                response: Response = await handler(request)
-            except PolicyViolation as e:
-                response = self._refusal(e)
-            self.requests[(route, response.status_code)] += 1
-            return response
-
-        return endpoint
+        self.limiter.check(f"token:{grant.token_name}" if grant.token_name else f"addr:{request.client}")
 
     @staticmethod
-    def _refusal(error: PolicyViolation) -> Response:
-        headers: dict[str, str] = {}
+    def _refusal(error: PolicyViolation) -> _Reply:
+        headers: list[tuple[bytes, bytes]] = []
         if isinstance(error, Unauthenticated):
-            headers["www-authenticate"] = 'Bearer realm="mcphive"'
+            headers.append((b"www-authenticate", b'Bearer realm="mcphive"'))
         if isinstance(error, RateLimited):
-            headers["retry-after"] = str(max(1, math.ceil(error.retry_after)))
+            headers.append((b"retry-after", b"%d" % max(1, math.ceil(error.retry_after))))
         kind = "rate_limit_exceeded" if isinstance(error, RateLimited) else "invalid_request_error"
-        return _error(error.status, str(error), kind, headers)
+        return _error(error.status, str(error), kind, tuple(headers))
 
-    async def chat(self, request: Request) -> Response:
-        body = await request.body()
-        check_size(len(body), self.policy.max_request_bytes)
+    async def chat(self, request: _Request) -> Reply:
+        body = await request.body(self.policy.max_request_bytes)
         try:
             chat_request, stream = parse_chat_body(json.loads(body or b"null"))
         except (ValueError, ValidationError) as e:
             return _error(400, f"not a chat-completions request: {e}", "invalid_request_error")
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         if stream:
-            return _EventStream(self._events(chat_request, request_id), media_type="text/event-stream")
+            return _EventStream(self._events(chat_request, request_id))
         try:
             response = await self.pool.chat(chat_request)
         except ModelUnavailable as e:
-            return _error(503, str(e), "service_unavailable", {"retry-after": "1"})
-        return JSONResponse(_completion(response, self.pool.model, request_id))
+            return _error(503, str(e), "service_unavailable", ((b"retry-after", b"1"),))
+        return _json(_completion(response, self.pool.model, request_id))
 
     async def _events(self, request: ChatRequest, request_id: str) -> AsyncIterator[str]:
         # Each yield is one write to the socket: the role chunk leaves with the first text, and the
@@ -325,22 +441,22 @@ class _Front:
             return
         yield head + _chunk(request_id, model, {}, "stop") + _DONE
 
-    async def models(self, request: Request) -> Response:
+    async def models(self, request: _Request) -> Reply:
         names = {self.pool.model} | {n for m in self.pool.members for n in (m.served_models or ())}
         names.discard("default")
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "mcphive"} for n in sorted(names or {"default"})]
-        return JSONResponse({"object": "list", "data": data})
+        return _json({"object": "list", "data": data})
 
-    async def health(self, request: Request) -> Response:
+    async def health(self, request: _Request) -> Reply:
         usable = [m for m in self.pool.status() if m["breaker"] != "open"]
         status = 200 if usable else 503
-        return JSONResponse({"status": "ok" if usable else "unavailable", "members": len(usable)}, status_code=status)
+        return _json({"status": "ok" if usable else "unavailable", "members": len(usable)}, status)
 
-    async def metrics(self, request: Request) -> Response:
+    async def metrics(self, request: _Request) -> Reply:
         page = render_metrics(self.pool, self.requests)
         if self.gpus is not None:
             page += "".join(f"{line}\n" for line in render_gpu_metrics(await self.gpus.sample()))
-        return PlainTextResponse(page, media_type="text/plain; version=0.0.4")
+        return _Reply(200, page.encode(), b"text/plain; version=0.0.4; charset=utf-8")
 
 
 def build_front(
@@ -349,7 +465,7 @@ def build_front(
     *,
     bind_host: str = "127.0.0.1",
     gpus: GpuSampler | None = None,
-) -> Starlette:
+) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """The ASGI app serving ``pool``; it opens the pool on startup and closes it on shutdown.
 
     Args:
@@ -361,19 +477,4 @@ def build_front(
     Raises:
         ConfigError: auth is required (not loopback, or ``require_auth``) but no token is configured.
     """
-    front = _Front(pool, (policy or PolicyConfig()).with_env_tokens(), bind_host, gpus)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with pool:
-            yield
-
-    routes = [
-        Route("/v1/chat/completions", front.counted("chat", front.chat), methods=["POST"]),
-        Route("/v1/models", front.counted("models", front.models), methods=["GET"]),
-        Route("/health", front.counted("health", front.health, guarded=False), methods=["GET"]),
-        Route("/metrics", front.counted("metrics", front.metrics), methods=["GET"]),
-    ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.front = front
-    return app
+    return _Front(pool, (policy or PolicyConfig()).with_env_tokens(), bind_host, gpus)

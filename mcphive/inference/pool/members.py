@@ -11,11 +11,10 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import aiohttp
-
 from mcphive.inference._schema import answer_max_chars, parse_choice, plain_messages, tool_choice_schema, tools_prompt
 from mcphive.inference.base import ChatMessage, ChatRequest, ChatResponse, ModelToolCall
 from mcphive.inference.openai_compat import OpenAICompatModel
+from mcphive.inference.pool._http import HttpClient, HttpError
 from mcphive.inference.pool.metrics import LoadMetrics
 from mcphive.types import Usage
 
@@ -103,13 +102,13 @@ def _classify(status: int, text: str, retry_after: str | None, cap: float) -> Me
     return MemberFailure("rejected", detail, status=status)
 
 
-_TransportError = (aiohttp.ClientError, TimeoutError)
-"""What a member's connection raises: refused, reset, cut short (``aiohttp``) or too slow."""
-
-
-def _transport(e: aiohttp.ClientError | TimeoutError) -> MemberFailure:
+def _transport(e: HttpError) -> MemberFailure:
     kind: FailureKind = "timeout" if isinstance(e, TimeoutError) else "connect"
-    return MemberFailure(kind, f"{type(e).__name__}: {e}")
+    return MemberFailure(kind, str(e))
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class MemberClient(OpenAICompatModel):
@@ -117,10 +116,10 @@ class MemberClient(OpenAICompatModel):
     user-facing error so the pool can decide to retry. Request and reply mapping are inherited,
     plus the JSON-schema tool mode, token usage of streamed replies and the capability probe.
 
-    Its HTTP goes through ``aiohttp`` rather than the parent's ``httpx2``: the pool front relays every
-    request through here, and ``aiohttp``'s C parser cut the front's CPU per streamed request from
-    ~2 ms to ~1 ms (``benchmarks/pool_overhead.py``). The session opens at the first request, inside
-    the event loop that uses it.
+    Its HTTP goes through :class:`~mcphive.inference.pool._http.HttpClient` (keep-alive connections
+    parsed by ``httptools``) rather than the parent's ``httpx2``: the pool front relays every request
+    through here, and its CPU per request is the front's added latency (``benchmarks/pool_overhead.py``).
+    Connections open at the first request, inside the event loop that uses them.
 
     Args:
         base_url: The member's API root, version prefix included (``http://host:8000/v1``).
@@ -137,33 +136,32 @@ class MemberClient(OpenAICompatModel):
         self.model = model
         self.name = f"openai:{model}"
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
-        self._session: aiohttp.ClientSession | None = None
+        self._timeout = timeout
+        self._member_http: HttpClient | None = None
 
     @property
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # Members set no cookies: the dummy jar skips a cookie lookup per request.
-            self._session = aiohttp.ClientSession(
-                headers=self._headers, timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar()
+    def _http(self) -> HttpClient:
+        if self._member_http is None:
+            self._member_http = HttpClient(
+                self.base_url, headers=self._headers, connect_timeout=self._timeout, read_timeout=self._timeout
             )
-        return self._session
+        return self._member_http
 
     async def aclose(self) -> None:
         """Close the member's connections (a later request opens new ones)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._member_http is not None:
+            await self._member_http.aclose()
+            self._member_http = None
 
     async def chat(self, request: ChatRequest, *, tool_mode: ToolMode = "native") -> ChatResponse:
         """One non-streamed completion."""
         body = self._member_body(request, tool_mode)
         try:
-            async with self._http.post(f"{self.base_url}/chat/completions", json=body) as response:
-                text = await response.text(errors="replace")
+            async with self._http.request("POST", "/chat/completions", _json(body)) as response:
+                text = await response.text()
                 if response.status >= 400:
                     raise _classify(response.status, text, response.headers.get("retry-after"), self.retry_after_cap)
-        except _TransportError as e:
+        except HttpError as e:
             raise _transport(e) from e
         try:
             reply = self._response(json.loads(text), request)
@@ -186,25 +184,26 @@ class MemberClient(OpenAICompatModel):
         """
         body = self._member_body(request, "native") | {"stream": True, "stream_options": {"include_usage": True}}
         try:
-            async with self._http.post(f"{self.base_url}/chat/completions", json=body) as response:
+            async with self._http.request("POST", "/chat/completions", _json(body)) as response:
                 if response.status >= 400:
-                    text = await response.text(errors="replace")
+                    text = await response.text()
                     raise _classify(response.status, text, response.headers.get("retry-after"), self.retry_after_cap)
                 rest = b""
-                async for data in response.content.iter_any():
+                done = False
+                async for data in response.chunks():
+                    if done:
+                        continue  # past [DONE]: read to the end, so the connection can serve the next request
                     *lines, rest = (rest + data).split(b"\n")
                     for line in lines:
                         event = _event(line)
                         if event is None:
-                            # Read to the end of the body, so the connection goes back to the pool
-                            # (leaving it unread closes it: a new TCP connection per streamed request).
-                            await response.content.read()
-                            return
+                            done = True
+                            break
                         if event:
                             yield event
-                if last := _event(rest):  # a last line without its newline
+                if not done and (last := _event(rest)):  # a last line without its newline
                     yield last
-        except _TransportError as e:
+        except HttpError as e:
             raise _transport(e) from e
 
     async def probe(self) -> Capabilities:
@@ -225,9 +224,9 @@ class MemberClient(OpenAICompatModel):
 
     async def _accepts(self, body: dict[str, Any]) -> bool:
         try:
-            async with self._http.post(f"{self.base_url}/chat/completions", json=body) as response:
-                text = await response.text(errors="replace")
-        except _TransportError as e:
+            async with self._http.request("POST", "/chat/completions", _json(body)) as response:
+                text = await response.text()
+        except HttpError as e:
             raise _transport(e) from e
         if response.status == 429 or response.status >= 500:
             raise _classify(response.status, text, response.headers.get("retry-after"), self.retry_after_cap)
@@ -235,9 +234,9 @@ class MemberClient(OpenAICompatModel):
 
     async def _max_context(self) -> int | None:
         try:
-            async with self._http.get(f"{self.base_url}/models") as response:
+            async with self._http.request("GET", "/models") as response:
                 entries = json.loads(await response.read())["data"]
-        except (*_TransportError, ValueError, KeyError, TypeError):
+        except (HttpError, ValueError, KeyError, TypeError):
             return None
         for entry in entries if isinstance(entries, list) else ():
             if not isinstance(entry, dict) or self.model not in ("default", entry.get("id")):
