@@ -153,13 +153,20 @@ _DONE = "data: [DONE]\n\n"
 _SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 
 
-@dataclass(frozen=True)
 class _EventStream:
-    """A reply of server-sent events; the chunk ending in ``[DONE]`` also ends the body (one write,
-    and one wake-up of the client, fewer per streamed reply than a separate end-of-body write)."""
+    """A reply of server-sent events.
 
-    events: AsyncIterator[str]
-    status: int = 200
+    The headers leave with the first event, not before: a pool that cannot answer at all (every member
+    down or saturated, no fallback) raises :class:`ModelUnavailable` before any text, and the client
+    gets a real 503 with ``Retry-After`` — which OpenAI's clients retry — instead of a 200 whose stream
+    holds an error. A failure after the first event can only travel in the stream. The chunk ending in
+    ``[DONE]`` also ends the body (one write, and one wake-up of the client, fewer per reply).
+    """
+
+    def __init__(self, events: AsyncIterator[str]) -> None:
+        self.events = events
+        self.status = 200
+        """200, or the status of the error reply sent instead of the stream."""
 
     async def __call__(self, receive: Receive, send: Send) -> None:
         """Stream the events, and stop them (and with them the member's request) if the client goes away.
@@ -167,7 +174,7 @@ class _EventStream:
         ``http.disconnect`` arrives when the client leaves or, as ASGI has it, once the reply is complete;
         two plain asyncio tasks watch for whichever comes first (an anyio task group costs ~75 µs a request).
         """
-        body = asyncio.ensure_future(self._write(send))
+        body = asyncio.ensure_future(self._write(receive, send))
         listener = asyncio.ensure_future(_disconnected(receive))
         try:
             await asyncio.wait((body, listener), return_when=asyncio.FIRST_COMPLETED)
@@ -179,14 +186,22 @@ class _EventStream:
         if not body.cancelled():
             body.result()  # the body's own error, if it failed
 
-    async def _write(self, send: Send) -> None:
+    async def _write(self, receive: Receive, send: Send) -> None:
+        try:
+            text = await anext(self.events, None)
+        except ModelUnavailable as e:
+            refusal = _error(503, str(e), "service_unavailable", ((b"retry-after", b"1"),))
+            self.status = refusal.status
+            await refusal(receive, send)
+            return
         await send({"type": "http.response.start", "status": self.status, "headers": _SSE_HEADERS})
-        ended = False
-        async for text in self.events:
+        while text is not None:
             ended = text.endswith(_DONE)
             await send({"type": "http.response.body", "body": text.encode(), "more_body": not ended})
-        if not ended:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if ended:
+                return
+            text = await anext(self.events, None)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})  # ended without [DONE]
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -375,8 +390,10 @@ class _Front:
                 reply = self._refusal(e)
             except _ClientGone:
                 return  # nobody to answer
-        self.requests[(name, reply.status)] += 1
-        await reply(receive, send)
+        try:
+            await reply(receive, send)
+        finally:
+            self.requests[(name, reply.status)] += 1  # after: a stream's status is known once it starts
 
     def admit(self, request: _Request) -> None:
         """Apply host check, auth, size limit and the caller's rate limit.
@@ -435,7 +452,9 @@ class _Front:
                     yield head + _chunk(request_id, model, {"content": text}, None)
                     head = ""
         except ModelUnavailable as e:
-            # Headers (200) are gone already: the failure travels as an error event, as OpenAI's API does.
+            if head:
+                raise  # nothing sent yet: _EventStream answers 503
+            # The headers (200) are gone: the failure travels as an error event, as OpenAI's API does.
             logger.warning("streamed reply %s failed: %s", request_id, e)
             yield head + f"data: {json.dumps({'error': {'message': str(e), 'type': 'service_unavailable'}})}\n\n"
             return

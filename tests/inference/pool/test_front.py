@@ -54,6 +54,12 @@ async def serve_front(
             server.should_exit = True
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _pool(launcher: PoolLauncher) -> PoolModel:
     return PoolModel(launcher.urls, "smollm2", policy="round_robin")
 
@@ -129,12 +135,51 @@ async def test_a_client_that_leaves_mid_stream_ends_the_members_request(fault_pr
     pool = PoolModel([fault_proxy.url], "smollm2", timeout=60)
     async with serve_front(pool, _policy()) as client:
         body = CHAT | {"stream": True}
-        async with client.stream("POST", "/v1/chat/completions", json=body, headers=_auth()) as response:
-            assert response.status_code == 200  # the front's headers leave before it asks the member
+
+        async def ask() -> None:
+            async with client.stream("POST", "/v1/chat/completions", json=body, headers=_auth()) as response:
+                await response.aread()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
             await wait_for(lambda: fault_proxy.hits, 10)
             assert pool.members[0].in_flight == 1
+            tg.cancel_scope.cancel()  # the client leaves before the first token (and before any headers)
         await wait_for(lambda: not pool.members[0].in_flight, 5)
         assert (await client.get("/health")).status_code == 200
+
+
+async def test_a_stream_no_member_can_start_is_a_503_with_retry_after_not_a_200_holding_an_error() -> None:
+    pool = PoolModel([f"http://127.0.0.1:{_free_port()}/v1"], "smollm2", timeout=5)  # nobody listens there
+    async with serve_front(pool, _policy()) as client:
+        response = await client.post("/v1/chat/completions", json=CHAT | {"stream": True}, headers=_auth())
+        page = await client.get("/metrics", headers=_auth())
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["type"] == "service_unavailable"
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in parse_prometheus(page.text)}
+    assert samples[("mcphive_front_requests_total", (("code", "503"), ("route", "chat")))] == 1
+
+
+async def test_unknown_paths_wrong_methods_and_oversized_bodies_get_clear_errors(launcher: PoolLauncher) -> None:
+    policy = _policy().model_copy(update={"max_request_bytes": 4096})
+
+    async def chunked_body() -> AsyncIterator[bytes]:  # no content-length: the limit applies as it arrives
+        for _ in range(10):
+            yield b"x" * 1024
+
+    async with serve_front(_pool(launcher), policy) as client:
+        missing = await client.get("/v1/embeddings", headers=_auth())
+        wrong = await client.get("/v1/chat/completions", headers=_auth())
+        declared = await client.post("/v1/chat/completions", content=b"x" * 5000, headers=_auth())
+        streamed = await client.post("/v1/chat/completions", content=chunked_body(), headers=_auth())
+        head = await client.head("/health")
+    assert missing.status_code == 404 and "/v1/embeddings" in missing.json()["error"]["message"]
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+    assert declared.status_code == 413 and "max_request_bytes" in declared.json()["error"]["message"]
+    assert "content-length" not in streamed.request.headers
+    assert streamed.status_code == 413
+    assert head.status_code == 200 and head.content == b""
 
 
 async def test_requests_without_a_valid_token_get_401_but_health_stays_open(launcher: PoolLauncher) -> None:
