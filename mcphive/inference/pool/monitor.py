@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 
 import anyio
-import httpx2
 
+from mcphive.inference.pool._http import HttpClient, HttpError, HttpTimeout
 from mcphive.inference.pool.members import MemberState
 from mcphive.inference.pool.metrics import MetricsParseError, load_metrics
 
@@ -24,6 +25,10 @@ class Monitor:
     ``/v1/models`` also tells which models the member serves. A health success half-open members
     rejoin on; a failure counts against the member's breaker. A timeout while the member is busy
     with our own requests proves nothing (llama.cpp answers ``/v1/models`` only between requests).
+
+    It runs inside the process that relays requests (``pool serve``), so its HTTP is the members' lean
+    client too: a vLLM ``/metrics`` page read every half second through ``httpx2`` held the event loop
+    for over a millisecond each time, which requests arriving then paid.
     """
 
     def __init__(
@@ -39,7 +44,8 @@ class Monitor:
         self._poll_interval = poll_interval
         self._health_interval = health_interval
         self._on_change = on_change
-        self._client = httpx2.AsyncClient(timeout=probe_timeout)
+        self._probe_timeout = probe_timeout
+        self._clients: dict[str, HttpClient] = {}
         self._health_path: dict[str, str] = {}
         self._checked_at: dict[str, float] = {}
 
@@ -58,7 +64,18 @@ class Monitor:
 
     async def aclose(self) -> None:
         """Close the probe connections."""
-        await self._client.aclose()
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+    async def _get(self, member: MemberState, path: str) -> tuple[int, bytes]:
+        """``GET`` ``path`` under the member's server root: the status and the body."""
+        client = self._clients.get(member.root)
+        if client is None:
+            timeout = self._probe_timeout
+            client = self._clients[member.root] = HttpClient(member.root, connect_timeout=timeout, read_timeout=timeout)
+        async with client.request("GET", path) as response:
+            return response.status, await response.read()
 
     async def _poll(self, member: MemberState) -> None:
         if member.has_metrics is not False and member.breaker.state != "open":
@@ -70,16 +87,16 @@ class Monitor:
 
     async def _poll_metrics(self, member: MemberState) -> None:
         try:
-            response = await self._client.get(f"{member.root}/metrics")
-        except httpx2.TransportError:
+            status, page = await self._get(member, "/metrics")
+        except HttpError:
             return  # the figures go stale, which routing treats as saturated
-        if response.status_code == 404:
+        if status == 404:
             member.has_metrics = False
             return
-        if response.status_code != 200:
+        if status != 200:
             return
         try:
-            metrics = load_metrics(response.text)
+            metrics = load_metrics(page.decode("utf-8", "replace"))
         except MetricsParseError as e:
             logger.warning("pool member %s sent an unreadable /metrics page: %s", member.url, e)
             return
@@ -93,11 +110,11 @@ class Monitor:
     async def _check_health(self, member: MemberState) -> None:
         try:
             healthy = await self._probe(member)
-        except httpx2.TimeoutException:
+        except HttpTimeout:
             if member.in_flight:
                 return
             healthy = False
-        except httpx2.TransportError:
+        except HttpError:
             healthy = False
         if healthy:
             if member.breaker.state != "closed":
@@ -109,21 +126,21 @@ class Monitor:
 
     async def _probe(self, member: MemberState) -> bool:
         path = self._health_path.get(member.url, "/health")
-        response = await self._client.get(member.root + path)
-        if response.status_code == 404 and path == "/health":
+        status, body = await self._get(member, path)
+        if status == 404 and path == "/health":
             self._health_path[member.url] = path = "/v1/models"
-            response = await self._client.get(member.root + path)
-        if response.status_code != 200:
-            return response.status_code < 500 and response.status_code != 404
+            status, body = await self._get(member, path)
+        if status != 200:
+            return status < 500 and status != 404
         if path == "/v1/models" or member.served_models is None:
-            await self._learn_models(member, response if path == "/v1/models" else None)
+            await self._learn_models(member, body if path == "/v1/models" else None)
         return True
 
-    async def _learn_models(self, member: MemberState, response: httpx2.Response | None) -> None:
-        if response is None:
-            response = await self._client.get(f"{member.url}/models")
+    async def _learn_models(self, member: MemberState, listing: bytes | None) -> None:
+        if listing is None:
+            _, listing = await self._get(member, member.url.removeprefix(member.root) + "/models")
         try:
-            data = response.json()["data"]
+            data = json.loads(listing)["data"]
             member.served_models = frozenset(str(item["id"]) for item in data)
         except (ValueError, KeyError, TypeError):
             return
