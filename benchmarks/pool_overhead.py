@@ -13,8 +13,8 @@ Two figures, measured in one run:
     Per request two times are taken:
 
     - **TTFT**, time to the first token: until the first server-sent event carrying content. Not the
-      first byte: the front sends its headers and the ``role`` chunk before it has asked the member,
-      so its first byte would arrive earlier than the member's and hide the hop.
+      first byte: a front may send its headers before it has asked the member (this one did until
+      they moved to its first event), and its first byte would then hide the hop.
     - **total**: until the end of the body (past ``[DONE]``), which is what ``p50_us``/``p99_us`` use:
       it includes the front's work after the member's last event.
 
