@@ -2,9 +2,9 @@
 
 The pool front relays every request through a member client, so that client's CPU per request is
 the front's added latency. ``aiohttp`` spent ~200 µs of CPU on a streamed one-token completion here,
-most of it in its general machinery (URL objects, cookie and trace hooks, a writer task per request);
-this client does what a member needs — one host, a few paths, a JSON body, a streamed or whole reply —
-in ~60 µs (``benchmarks/pool_overhead.py``). Parsing, chunked decoding and keep-alive rules are
+most of it in its general machinery (URL and request objects, a writer task per request); this client
+does what a member needs — one server, a few paths, a JSON body, a streamed or whole reply — in ~90 µs
+(``benchmarks/README.md``, pool_overhead). Parsing, chunked decoding and keep-alive rules are
 ``httptools`` (llhttp, the parser under uvicorn); this module only manages connections and waits.
 
 Errors: :class:`HttpError` for anything the transport did wrong (refused, reset, cut short, not HTTP),
