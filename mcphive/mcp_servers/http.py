@@ -42,6 +42,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import Tool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mcphive._asgi import ClientGone, read_body
 from mcphive.errors import ConfigError
 from mcphive.policy import (
     Authenticator,
@@ -88,10 +89,6 @@ def _is_destructive(tool: Tool) -> bool:
     if ann.read_only_hint:
         return False
     return ann.destructive_hint is not False
-
-
-class _ClientGone(Exception):
-    """The client disconnected before sending its whole request: nobody to answer."""
 
 
 class _Mount:
@@ -233,7 +230,7 @@ class PolicyApp:
         except PolicyViolation as e:
             await _refuse(send, e)
             return
-        except _ClientGone:
+        except ClientGone:
             return
         if (
             not grant.allow_destructive
@@ -253,7 +250,7 @@ class PolicyApp:
         except PolicyViolation as e:  # the body is over the limit too: answer that, with no id to echo
             await _refuse(send, e)
             return
-        except _ClientGone:
+        except ClientGone:
             return
         await _refuse(send, error, _request_id(body), self.challenge)
 
@@ -283,19 +280,7 @@ class PolicyApp:
         return grant
 
     async def _read_body(self, receive: Receive) -> bytes:
-        limit = self.policy.max_request_bytes
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                raise _ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            check_size(size, limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        return await read_body(receive, self.policy.max_request_bytes)
 
     async def _allowed_calls(self, mount: _Mount, grant: Grant, body: bytes, send: Send) -> bool:
         """False (after answering) when the body is malformed or calls a destructive tool."""

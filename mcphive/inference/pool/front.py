@@ -20,12 +20,13 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
 from pydantic import ValidationError
 
+from mcphive._asgi import ClientGone, Receive, Scope, Send, read_body
 from mcphive.errors import ModelUnavailable
 from mcphive.inference.base import ChatMessage, ChatRequest, ChatResponse
 from mcphive.inference.pool.gpu import GpuSampler, render_gpu_metrics
@@ -49,10 +50,6 @@ _BREAKER_STATES = ("closed", "open", "half_open")
 _HOSTS_REMEMBERED = 64
 
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 Headers = tuple[tuple[bytes, bytes], ...]
 
 
@@ -279,10 +276,6 @@ def render_metrics(pool: PoolModel, requests: Counter[tuple[str, int]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class _ClientGone(Exception):
-    """The client left before its request body had arrived."""
-
-
 @dataclass(frozen=True)
 class _Request:
     """What the routes need of one HTTP request: its headers (names lower-case), caller and body reader."""
@@ -298,23 +291,8 @@ class _Request:
         return cls(headers, client[0] if client else "unknown", receive)
 
     async def body(self, limit: int) -> bytes:
-        """The whole body, refused with :class:`PolicyViolation` (413) as soon as it passes ``limit`` bytes.
-
-        Raises:
-            _ClientGone: the client disconnected before the body was complete.
-        """
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            part = message.get("body", b"")
-            size += len(part)
-            check_size(size, limit)
-            parts.append(part)
-            if not message.get("more_body", False):
-                return b"".join(parts)
+        """The whole body (see :func:`mcphive._asgi.read_body`)."""
+        return await read_body(self.receive, limit)
 
 
 Reply = _Reply | _EventStream
@@ -388,7 +366,7 @@ class _Front:
                 reply = await route.handler(request)
             except PolicyViolation as e:
                 reply = self._refusal(e)
-            except _ClientGone:
+            except ClientGone:
                 return  # nobody to answer
         try:
             await reply(receive, send)

@@ -151,10 +151,18 @@ async def test_a_reply_cut_short_is_an_error_once_what_arrived_is_read() -> None
     assert parts == [b"data: one\n\n"]
 
 
-async def test_garbage_instead_of_http_is_an_error_naming_it() -> None:
-    async with serving(lambda n: b"SSH-2.0-OpenSSH_9.6\r\n") as (_, url):
+HUGE_HEADERS = b"HTTP/1.1 200 OK\r\nx-filler: " + b"a" * 70_000 + b"\r\ncontent-length: 0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [(b"SSH-2.0-OpenSSH_9.6\r\n", "not an HTTP reply"), (HUGE_HEADERS, "headers are too large")],
+    ids=["garbage", "headers-over-64-kib"],
+)
+async def test_a_reply_that_is_not_usable_http_is_an_error_saying_why(reply: bytes, why: str) -> None:
+    async with serving(lambda n: reply) as (_, url):
         http = client(url)
-        with pytest.raises(HttpError, match="not an HTTP reply"):
+        with pytest.raises(HttpError, match=why):
             async with http.request("GET", "/models"):
                 pass
         await http.aclose()
@@ -167,16 +175,6 @@ async def test_a_body_larger_than_the_read_buffer_arrives_whole() -> None:
         async with http.request("GET", "/models") as response:
             await asyncio.sleep(0.2)  # let it pile up unread
             assert await response.read() == body
-        await http.aclose()
-
-
-async def test_headers_over_64_kib_are_refused() -> None:
-    huge = b"HTTP/1.1 200 OK\r\n" + b"x-filler: " + b"a" * 70_000 + b"\r\ncontent-length: 0\r\n\r\n"
-    async with serving(lambda n: huge) as (_, url):
-        http = client(url)
-        with pytest.raises(HttpError, match="headers are too large"):
-            async with http.request("GET", "/models"):
-                pass
         await http.aclose()
 
 
