@@ -1,18 +1,12 @@
-"""What mcphive's two ASGI apps (the MCP HTTP layer and the pool front) share: types and the body reader."""
+"""What mcphive's two ASGI apps (the MCP HTTP layer and the pool front) share: the size-limited body reader."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from starlette.types import Receive
 
 from mcphive.policy import check_size
 
-__all__ = ["ClientGone", "Message", "Receive", "Scope", "Send", "read_body"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+__all__ = ["ClientGone", "read_body"]
 
 
 class ClientGone(Exception):

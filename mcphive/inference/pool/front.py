@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from pydantic import ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mcphive._asgi import ClientGone, Receive, Scope, Send, read_body
+from mcphive._asgi import ClientGone, read_body
 from mcphive.errors import ModelUnavailable
 from mcphive.inference.base import ChatMessage, ChatRequest, ChatResponse
 from mcphive.inference.pool.gpu import GpuSampler, render_gpu_metrics
@@ -462,7 +463,7 @@ def build_front(
     *,
     bind_host: str = "127.0.0.1",
     gpus: GpuSampler | None = None,
-) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+) -> ASGIApp:
     """The ASGI app serving ``pool``; it opens the pool on startup and closes it on shutdown.
 
     Args:
