@@ -23,14 +23,36 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--priority", default="normal", choices=["critical", "high", "normal", "low"])
 
 
+def _add_global_options(parser: argparse.ArgumentParser, *, inherited: bool = False) -> None:
+    """The options every command takes, before or after its name (``mcphive --json route T`` and
+    ``mcphive route T --json`` alike).
+
+    A command's parser declares them again with no default (``SUPPRESS``), so one given after the
+    command overrides the top level's and one not given there leaves the top level's in place.
+    """
+    no_default: dict[str, Any] = {"default": argparse.SUPPRESS} if inherited else {}
+    group = parser.add_argument_group("global options (also accepted before the command)") if inherited else parser
+    group.add_argument("--config", help="path of an mcphive.toml (default: ./mcphive.toml if present)", **no_default)
+    group.add_argument(
+        "--data-dir", help="where mcphive keeps its state (default: ~/.local/share/mcphive)", **no_default
+    )
+    group.add_argument("--model", choices=["auto", "local", "openai", "anthropic"], help="model backend", **no_default)
+    group.add_argument("--json", action="store_true", help="print machine-readable JSON", **no_default)
+    group.add_argument("--debug", action="store_true", help="show tracebacks and debug logs", **no_default)
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A command's (or a command's action's) parser: it accepts the global options too."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _add_global_options(self, inherited=True)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcphive", description="Multi-agent orchestration over MCP.")
-    parser.add_argument("--config", help="path of an mcphive.toml (default: ./mcphive.toml if present)")
-    parser.add_argument("--data-dir", help="where mcphive keeps its state (default: ~/.local/share/mcphive)")
-    parser.add_argument("--model", choices=["auto", "local", "openai", "anthropic"], help="model backend")
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_global_options(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_CommandParser)
 
     p = sub.add_parser("run", help="run a task and print the report")
     _add_task_args(p)

@@ -47,6 +47,31 @@ def test_route_json_explains_the_decision(tmp_path: Path) -> None:
     assert route["agent"] == "ops" and route["stage"] in ("rule", "semantic") and route["runners_up"]
 
 
+def test_route_text_json_in_the_order_the_docs_give(tmp_path: Path) -> None:
+    # `mcphive route TEXT --json`: the global options work after the command too.
+    done = mcphive("route", "the error rate alert fired after the deploy", "--json", data_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["agent"] == "ops"
+
+
+def test_global_options_after_the_command_override_those_before_it() -> None:
+    from mcphive.cli import _parser
+
+    parse = _parser().parse_args
+    after = parse(["--data-dir", "a", "pool", "status", "--data-dir", "b", "--json"])
+    assert (after.data_dir, after.json, after.debug, after.command, after.pool_command) == (
+        "b",
+        True,
+        False,
+        "pool",
+        "status",
+    )
+    before = parse(["--model", "local", "--debug", "history", "-n", "3"])
+    assert (before.model, before.debug, before.json, before.limit) == ("local", True, False, 3)
+    with pytest.raises(SystemExit):
+        parse(["route", "x", "--model", "gpt"])  # the same choices are checked in either place
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
