@@ -109,6 +109,25 @@ class TaskHandle:
         return await self._hive.cancel(self.id)
 
 
+# Control characters a plain-text task may hold: tab, newline, carriage return, form feed, and ESC
+# (pasted terminal output keeps its colour codes). Any other one marks bytes, not text.
+_ALLOWED_CONTROLS = frozenset("\t\n\r\f\x1b")
+
+
+def _not_plain_text(text: str) -> str | None:
+    """Why ``text`` is not plain text (binary data or undecodable bytes), or ``None`` when it is."""
+    for position, char in enumerate(text):
+        code = ord(char)
+        if 0xD800 <= code <= 0xDFFF:
+            # Undecodable bytes: Python hands a command line that is not valid UTF-8 over as lone
+            # surrogates, which nothing downstream (the database, the embedder, a model) can encode.
+            return f"is not valid UTF-8 (an undecodable byte at position {position})"
+        if (code < 0x20 or 0x7F <= code < 0xA0) and char not in _ALLOWED_CONTROLS:
+            name = "a NUL byte" if code == 0 else f"control character U+{code:04X}"
+            return f"looks binary: it contains {name} at position {position}"
+    return None
+
+
 def known_tools() -> set[str]:
     """Every tool name an agent spec may list: the workspace toolsets and the state, memory and RAG servers."""
     from mcphive.mcp_servers.toolsets import all_tools
@@ -308,8 +327,9 @@ class Hive:
         return build_rag_server(DocumentStore.from_settings(self.settings, get_embedder()))
 
     def _validate(self, text: str, agent: str | None) -> str:
-        if "\0" in text:
-            raise InvalidTask("task text contains NUL bytes; send plain text")
+        problem = _not_plain_text(text)
+        if problem:
+            raise InvalidTask(f"task text {problem}; send plain text (UTF-8)")
         cleaned = text.strip()
         if not cleaned:
             raise InvalidTask("task text is empty; say what the agent should do, e.g. 'find hard-coded secrets'")

@@ -115,13 +115,22 @@ async def test_out_of_scope_text_fails_the_task_with_the_reason_and_runs_nothing
     assert result.steps == [] and model.requests == []
 
 
+async def test_pasted_terminal_output_is_plain_text(settings: Settings) -> None:
+    # Tabs, newlines and the ESC of colour codes are text; only other control characters mark bytes.
+    async with Hive.open(settings, model=ScriptedModel([])) as hive:
+        route = await hive.route("the test job fails:\n\t\x1b[31mFAILED\x1b[0m tests/test_api.py::test_login\r\n")
+    assert route.agent is not None
+
+
 @pytest.mark.parametrize(
     ("text", "kwargs", "error", "match"),
     [
         ("", {}, InvalidTask, "task text is empty"),
         ("   \n ", {}, InvalidTask, "task text is empty"),
         ("x" * 9000, {}, InvalidTask, "over the 8000 limit"),
-        ("a\0b", {}, InvalidTask, "NUL"),
+        ("a\0b", {}, InvalidTask, "looks binary: it contains a NUL byte at position 1"),
+        ("fix \x01\x02 it", {}, InvalidTask, "control character U\\+0001 at position 4"),
+        ("fix \udcff the parser", {}, InvalidTask, "not valid UTF-8"),
         ("lint", {"agent": "doc"}, UnknownAgent, "choose one of: code, docs"),
         ("lint", {"workspace": "/no/such/folder"}, WorkspaceError, "not an existing folder"),
     ],
