@@ -146,9 +146,15 @@ def agents(args: argparse.Namespace) -> int:
     """``mcphive agents``: the specialists, their tools and survey."""
     from rich.table import Table
 
-    from mcphive.agents.spec import load_specs
+    from mcphive.agents.spec import specs_for
 
-    specs = load_specs()
+    settings = _settings(args)  # [[agents]] from the config are specialists too
+    tools: set[str] = set()
+    if settings.agents:  # only they are checked against the tool names, which take the heavy imports
+        from mcphive.hive import known_tools
+
+        tools = known_tools()
+    specs = specs_for(settings.agents, tools, settings.mcp_servers)
     if args.json:
         _print_json(
             [
@@ -335,8 +341,6 @@ def worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings.queue == "memory":
         raise UsageError("mcphive worker needs a durable queue; set queue = 'sqlite' (or 'postgres' with queue_url)")
-    if args.concurrency < 1:
-        raise UsageError("--concurrency must be at least 1")
     settings = settings.model_copy(update={"workers": args.concurrency})
 
     async def go() -> None:

@@ -139,6 +139,10 @@ def _plan(
         served_name=served,
         log_dir=log_dir,
     )
+    if n is not None and n > len(plans):
+        raise UsageError(
+            f"asked for {n} members but this machine has {len(plans)} GPU slot(s); pass -n {len(plans)} or less"
+        )
     return plans[:n] if n else plans
 
 

@@ -16,6 +16,22 @@ __all__ = ["main"]
 EXIT_USAGE, EXIT_RUN, EXIT_INTERRUPTED = 2, 1, 130
 
 
+def _at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in ``[low, high]``, refused with one line naming the bound."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range; it must be {bound}")
+        return value
+
+    return parse
+
+
 def _add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("text", help="what to do, in plain words")
     p.add_argument("-w", "--workspace", default=".", help="project folder the agents work on (default: .)")
@@ -63,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("agents", help="list the specialist agents")
     p = sub.add_parser("history", help="list recent tasks, or show one in full")
     p.add_argument("task_id", nargs="?", help="a task id (a unique prefix is enough)")
-    p.add_argument("-n", "--limit", type=int, default=20)
+    p.add_argument("-n", "--limit", type=_at_least(1), default=20)
     p = sub.add_parser("approve", help="approve the writing tool call a task waits on (approval = 'writes')")
     p.add_argument("task_id", help="a task id (a unique prefix is enough)")
     p.add_argument("--reason", default="", help="kept with the decision")
@@ -74,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p = sub.add_parser("search", help="search the RAG store")
     p.add_argument("query")
-    p.add_argument("-k", type=int, default=5)
+    p.add_argument("-k", type=_at_least(1), default=5, help="how many results (default: 5)")
     p = sub.add_parser("serve", help="serve mcphive as an MCP server over stdio (for Claude Desktop)")
     p.add_argument("--server", choices=["gateway", "state", "workspace", "memory", "rag"], default="gateway")
     p.add_argument("--root", help="workspace root for --server workspace (and for --http)")
@@ -89,7 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_pool_parser(sub)
     _add_mcp_parser(sub)
     p = sub.add_parser("worker", help="run tasks from the durable queue (queue = sqlite or postgres) until stopped")
-    p.add_argument("-c", "--concurrency", type=int, default=2, help="tasks this process runs at once (default: 2)")
+    p.add_argument(
+        "-c", "--concurrency", type=_at_least(1), default=2, help="tasks this process runs at once (default: 2)"
+    )
     sub.add_parser("doctor", help="which backends, stores and models are available, and why not")
     p = sub.add_parser("demo", help="run the six agents on a copy of the bundled example project")
     p.add_argument("--keep", action="store_true", help="keep the temporary workspace")
@@ -100,10 +118,14 @@ def _add_pool_parser(sub: Any) -> None:
     p = sub.add_parser("pool", help="start, inspect or serve a pool of model servers")
     actions = p.add_subparsers(dest="pool_command", metavar="ACTION", required=True)
     q = actions.add_parser("up", help="start one member per GPU or MIG slice (llama.cpp without GPUs) until Ctrl-C")
-    q.add_argument("-n", "--members", type=int, help="how many members (default: every GPU slot; 2 without GPUs)")
+    q.add_argument(
+        "-n", "--members", type=_at_least(1), help="how many members (default: every GPU slot; 2 without GPUs)"
+    )
     q.add_argument("--server-command", help="GPU server command (default: 'vllm serve')")
     q.add_argument("--model-id", help="model the GPU members serve, e.g. Qwen/Qwen3-8B (required on GPUs)")
-    q.add_argument("--base-port", type=int, default=8000, help="member i listens on base port + i (default: 8000)")
+    q.add_argument(
+        "--base-port", type=_at_least(1, 65535), default=8000, help="member i listens on base port + i (default: 8000)"
+    )
     q = actions.add_parser("status", help="health, breaker, load and prefix-cache hit rate of each member; the spill")
     q.add_argument("--front", metavar="URL", help="a running `pool serve` to read spill counts from")
     q = actions.add_parser("serve", help="serve an OpenAI-compatible API over pool_members")

@@ -40,6 +40,21 @@ def test_agents_json_lists_the_six_specialists_with_their_survey(tmp_path: Path)
     assert agents["security"]["survey"] == ["secret_scan", "bandit_scan", "mcp_tool_audit"]
 
 
+def test_agents_lists_a_seventh_agent_from_the_config_and_refuses_a_broken_one(tmp_path: Path) -> None:
+    config = tmp_path / "mcphive.toml"
+    config.write_text(
+        '[[agents]]\nname = "release"\ndescription = "Cuts releases."\n'
+        'instructions = "Update the changelog, bump the version, tag."\ntools = ["read_file"]\n'
+        'examples = ["cut the 2.1 release"]\n'
+    )
+    done = mcphive("agents", "--json", "--config", str(config), data_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [a["name"] for a in json.loads(done.stdout)][-1] == "release"
+    config.write_text(config.read_text().replace('"read_file"', '"read_fiel"'))
+    done = mcphive("agents", "--config", str(config), data_dir=tmp_path)
+    assert done.returncode == 2 and "names unknown tool(s) read_fiel" in done.stderr and not done.stdout
+
+
 def test_route_json_explains_the_decision(tmp_path: Path) -> None:
     done = mcphive("--json", "route", "the error rate alert fired after the deploy", data_dir=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -94,6 +109,22 @@ def test_bad_input_prints_one_line_and_exits_2_without_a_traceback(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mcphive: error: ") and message in lines[0]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["pool", "up", "-n", "0"], "argument -n/--members: 0 is out of range; it must be at least 1"),
+        (["pool", "up", "--base-port", "70000"], "it must be between 1 and 65535"),
+        (["search", "x", "-k", "0"], "argument -k: 0 is out of range"),
+        (["history", "-n", "many"], "argument -n/--limit: 'many' is not a whole number"),
+        (["worker", "-c", "0"], "argument -c/--concurrency: 0 is out of range"),
+    ],
+)
+def test_out_of_range_numbers_are_refused_before_anything_starts(tmp_path: Path, args: list[str], message: str) -> None:
+    done = mcphive(*args, data_dir=tmp_path, cwd=tmp_path)
+    assert done.returncode == 2 and message in done.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in done.stderr and not (tmp_path / "pool").exists()
 
 
 def test_a_malformed_config_file_is_one_clear_line(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import threading
@@ -132,6 +133,19 @@ def test_detect_inventory_parses_what_nvidia_smi_prints(tmp_path: Path) -> None:
     fake.write_text(f"#!/bin/sh\ncat '{FIXTURES / 'nvidia-smi-L-mig.synthetic.txt'}'\n")
     fake.chmod(0o755)
     assert detect_inventory(str(fake)).gpus == _mig().gpus
+
+
+def test_pool_up_refuses_more_members_than_the_machine_has_gpu_slots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text(f"#!/bin/sh\ncat '{FIXTURES / 'nvidia-smi-L-mig.synthetic.txt'}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    slots = len(_mig().slots)
+    with pytest.raises(UsageError, match=f"asked for 99 members but this machine has {slots} GPU slot"):
+        pool_up(Settings(data_dir=tmp_path), 99, model="Qwen/Qwen3-8B", base_port=_free_port(), say=lambda _: None)
+    assert not (tmp_path / "pool").exists()  # nothing was started or recorded
 
 
 def _free_port() -> int:
