@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mcphive.errors import UsageError
+from mcphive.mcp_servers.stdio import run_stdio
 from mcphive.settings import Settings
 
 __all__ = ["serve_http_servers", "serve_stdio"]
@@ -21,18 +22,18 @@ async def serve_stdio(settings: Settings, server: str, root: str | None) -> None
         from mcphive.mcp_servers.gateway import build_gateway
 
         async with Hive.open(settings) as hive:
-            await build_gateway(hive).run_stdio_async()
+            await run_stdio(build_gateway(hive))
         return
     if server == "state":
         from mcphive.mcp_servers.state import build_state_server
 
-        await build_state_server().run_stdio_async()
+        await run_stdio(build_state_server())
     elif server == "workspace":
         from mcphive.mcp_servers.workspace import build_workspace_server
 
         if root is None:
             raise UsageError("--server workspace needs --root PATH, the folder the tools may touch")
-        await build_workspace_server(Path(root)).run_stdio_async()
+        await run_stdio(build_workspace_server(Path(root)))
     elif server == "memory":
         from mcphive.mcp_servers.memory import build_memory_server
         from mcphive.memory import EpisodicMemory
@@ -40,14 +41,14 @@ async def serve_stdio(settings: Settings, server: str, root: str | None) -> None
 
         memory = EpisodicMemory.open(settings.database_url)
         try:
-            await build_memory_server(memory, Principal(tenant=settings.tenant, user=settings.user)).run_stdio_async()
+            await run_stdio(build_memory_server(memory, Principal(tenant=settings.tenant, user=settings.user)))
         finally:
             memory.close()
     else:
         from mcphive.mcp_servers.rag import build_rag_server
         from mcphive.rag import DocumentStore
 
-        await build_rag_server(DocumentStore.from_settings(settings)).run_stdio_async()
+        await run_stdio(build_rag_server(DocumentStore.from_settings(settings)))
 
 
 def _host_port(value: str) -> tuple[str, int]:
