@@ -365,6 +365,7 @@ def pool_serve(settings: Settings, host: str, port: int, *, say: Say) -> None:
     """
     import uvicorn
 
+    from mcphive._asgi import http_url, listening_socket
     from mcphive._backends import build_model
     from mcphive.inference.pool import PoolModel
     from mcphive.inference.pool.front import build_front
@@ -375,5 +376,7 @@ def pool_serve(settings: Settings, host: str, port: int, *, say: Say) -> None:
     # GPU figures on /metrics only where there is a GPU to read: a CPU machine pays nothing per scrape.
     gpus = GpuSampler(lambda: _placements(settings)) if read_gpu_stats() else None
     app = build_front(pool, settings.policy, bind_host=host, gpus=gpus)
-    say(f"OpenAI-compatible front on http://{host}:{port}/v1 over {len(pool.members)} member(s)")
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", ws="none", access_log=False)).run()
+    sock = listening_socket(host, port)  # before saying where: a taken port is one clear line, not a uvicorn log
+    say(f"OpenAI-compatible front on {http_url(host, sock.getsockname()[1])}/v1 over {len(pool.members)} member(s)")
+    config = uvicorn.Config(app, log_level="warning", ws="none", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])

@@ -53,8 +53,8 @@ async def serve_stdio(settings: Settings, server: str, root: str | None) -> None
 
 def _host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise UsageError(f"--http takes HOST:PORT (e.g. 127.0.0.1:8765), not {value!r}")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"--http takes HOST:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:8765), not {value!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
@@ -63,6 +63,7 @@ async def serve_http_servers(settings: Settings, where: str, root: str | None, s
 
     Every request passes the policy: bearer tokens and scopes, Origin, size and rate limits.
     """
+    from mcphive._asgi import http_url
     from mcphive.hive import Hive
     from mcphive.mcp_servers.gateway import build_gateway
     from mcphive.mcp_servers.http import serve_http
@@ -85,6 +86,6 @@ async def serve_http_servers(settings: Settings, where: str, root: str | None, s
         names = ", ".join(f"/mcp/{name}" for name in servers)
 
         def ready(actual: int) -> None:
-            say(f"serving MCP on http://{host}:{actual} ({names}; the gateway also at /mcp)")
+            say(f"serving MCP on {http_url(host, actual)} ({names}; the gateway also at /mcp)")
 
         await serve_http(servers, settings.policy.with_env_tokens(), host=host, port=port, ready=ready)

@@ -118,6 +118,7 @@ def test_bad_input_prints_one_line_and_exits_2_without_a_traceback(
         (["pool", "up", "--base-port", "70000"], "it must be between 1 and 65535"),
         (["search", "x", "-k", "0"], "argument -k: 0 is out of range"),
         (["history", "-n", "many"], "argument -n/--limit: 'many' is not a whole number"),
+        (["serve", "--http", "127.0.0.1:99999"], "a port from 0 to 65535"),
         (["worker", "-c", "0"], "argument -c/--concurrency: 0 is out of range"),
     ],
 )
@@ -125,6 +126,23 @@ def test_out_of_range_numbers_are_refused_before_anything_starts(tmp_path: Path,
     done = mcphive(*args, data_dir=tmp_path, cwd=tmp_path)
     assert done.returncode == 2 and message in done.stderr.strip().splitlines()[-1]
     assert "Traceback" not in done.stderr and not (tmp_path / "pool").exists()
+
+
+@pytest.mark.parametrize("command", [["serve", "--http"], ["pool", "serve", "--http"]])
+def test_serving_on_a_port_in_use_is_one_clear_line(tmp_path: Path, command: list[str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        env = {"MCPHIVE_POOL_MEMBERS": '["http://127.0.0.1:9/v1"]'}
+        done = mcphive(*command, address, data_dir=tmp_path, env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"mcphive: error: cannot listen on {address}: it is in use; pick another port, or stop what listens there"
+    )
+    assert "Traceback" not in done.stderr and "front on" not in done.stderr
 
 
 def test_a_malformed_config_file_is_one_clear_line(tmp_path: Path) -> None:

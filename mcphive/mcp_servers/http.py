@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import socket
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
@@ -42,7 +41,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import Tool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mcphive._asgi import ClientGone, read_body
+from mcphive._asgi import ClientGone, listening_socket, read_body
 from mcphive.errors import ConfigError
 from mcphive.policy import (
     Authenticator,
@@ -342,13 +341,7 @@ async def serve_http(
     import uvicorn
 
     app = PolicyApp(servers, policy, bind_host=host)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY only then, and without it every keep-alive
-    # request waits ~40 ms on delayed ACKs.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)  # listening before uvicorn starts, so a client told "ready" is never refused
+    sock = listening_socket(host, port)
     actual_port: int = sock.getsockname()[1]
     if ready is not None:
         app.on_ready = lambda: ready(actual_port)
