@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 from rich.console import Console
+from rich.text import Text
 
 from mcphive.settings import Settings, load_settings
 from mcphive.types import Route, TaskResult, TaskStatus
@@ -32,11 +33,14 @@ __all__ = [
     "worker",
 ]
 
-out = Console(soft_wrap=False)
+# markup=False: what is printed is often the user's (task text, paths, tool arguments, documents), and
+# rich would read "[i]" or "[/etc]" in it as markup — dropping text or raising MarkupError. Styles are
+# given as style= or Text instead.
+out = Console(soft_wrap=False, markup=False)
 if not out.is_terminal and "COLUMNS" not in os.environ:
     # Piped reports are read in files and logs: wide enough that paths and rule ids are not cut.
-    out = Console(soft_wrap=False, width=160)
-err = Console(stderr=True, soft_wrap=False)
+    out = Console(soft_wrap=False, width=160, markup=False)
+err = Console(stderr=True, soft_wrap=False, markup=False)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -60,7 +64,7 @@ async def _follow(hive: Any, task_id: str) -> None:
     async for event in hive.events(task_id):
         line = progress_line(event)
         if line:
-            err.print(f"[dim]{line}[/dim]", highlight=False)
+            err.print(line, style="dim", highlight=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -269,7 +273,7 @@ def search(args: argparse.Namespace) -> int:
         _print_json([h.model_dump(mode="json") for h in hits])
         return 0
     for hit in hits:
-        out.print(f"[bold]{hit.source}:{hit.start_line}-{hit.end_line}[/bold]  score {hit.score:.3f}")
+        out.print(Text.assemble((f"{hit.source}:{hit.start_line}-{hit.end_line}", "bold"), f"  score {hit.score:.3f}"))
         out.print("  " + hit.text[:300].replace("\n", "\n  "), highlight=False)
     if not hits:
         out.print("no results; run `mcphive ingest PATH` first")
@@ -321,7 +325,7 @@ def doctor(args: argparse.Namespace) -> int:
         for column in ("part", "ok", "detail"):
             table.add_column(column)
         for c in checks:
-            table.add_row(c.name, "[green]yes[/green]" if c.ok else "[red]no[/red]", c.detail)
+            table.add_row(c.name, Text("yes", style="green") if c.ok else Text("no", style="red"), c.detail)
         out.print(table)
     return 0 if all(c.ok or not c.required for c in checks) else 1
 

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mcphive._report import render_result, result_findings
 from mcphive.inference.base import ChatModel
@@ -91,7 +92,10 @@ def _coverage_table(report: DemoReport) -> Table:
     for problem in sorted(report.found + report.missed, key=lambda p: (p["agent"], p["file"])):
         ok = problem in report.found
         table.add_row(
-            problem["agent"], problem["file"], str(problem["rule"]), "[green]yes[/green]" if ok else "[red]no[/red]"
+            problem["agent"],
+            problem["file"],
+            str(problem["rule"]),
+            Text("yes", style="green") if ok else Text("no", style="red"),
         )
     return table
 
@@ -103,7 +107,7 @@ def run_demo(settings: Settings, *, keep: bool, as_json: bool, console: Console,
     tmp = Path(tempfile.mkdtemp(prefix="mcphive-demo-"))
     try:
         workspace = demo_workspace(tmp / "sample_project")
-        progress.print(f"[dim]working on a copy of the example project in {workspace}[/dim]")
+        progress.print(f"working on a copy of the example project in {workspace}", style="dim")
         report = anyio.run(run_demo_tasks, settings, workspace)
         if as_json:
             payload = {

@@ -21,6 +21,7 @@ def add_parser(sub: Any) -> None:
 def command(args: argparse.Namespace) -> int:
     """Run ``mcphive mcp list`` or ``mcphive mcp approve SERVER``."""
     import anyio
+    from rich.text import Text
 
     from mcphive._commands import _print_json, _settings, err, out
     from mcphive.agents.external import approve_server, list_servers, pin_file
@@ -34,7 +35,7 @@ def command(args: argparse.Namespace) -> int:
             out.print("no external MCP servers; add [[mcp_servers]] entries to mcphive.toml", highlight=False)
         for row in [] if args.json else rows:
             approved = "approved" if row["approved"] else "NOT approved"
-            out.print(f"[bold]{row['name']}[/bold] ({row['transport']}: {row['target']}) — {approved}")
+            out.print(Text.assemble((str(row["name"]), "bold"), f" ({row['transport']}: {row['target']}) — {approved}"))
             if row["error"]:
                 out.print(f"  unreachable: {row['error']}", highlight=False)
             for tool in row["tools"]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from mcphive.router.events import describe
 from mcphive.types import Event, Route, TaskResult
@@ -38,6 +38,11 @@ def render_route(route: Route) -> str:
     )
 
 
+def _plain(*cells: str) -> list[Text]:
+    """Table cells shown as they are: tool arguments, paths and messages are never read as rich markup."""
+    return [Text(cell) for cell in cells]
+
+
 def _steps_table(result: TaskResult) -> Table:
     table = Table(title="steps", title_justify="left", expand=False)
     table.add_column("#", justify="right")
@@ -52,7 +57,7 @@ def _steps_table(result: TaskResult) -> Table:
             outcome = f"error: {call.result[:100]}" if call.is_error else str(summary)[:100]
             args = ", ".join(f"{k}={v}" for k, v in call.arguments.items())
             table.add_row(
-                str(step.index + 1), call.chosen_by, call.tool, escape(args), escape(outcome), f"{call.duration_ms:.0f}"
+                *_plain(str(step.index + 1), call.chosen_by, call.tool, args, outcome, f"{call.duration_ms:.0f}")
             )
     return table
 
@@ -67,12 +72,9 @@ def _findings_table(result: TaskResult, limit: int = 60) -> Table:
     table.add_column("tool", no_wrap=True)
     for f in findings[:limit]:
         where = f"{f.get('file', '?')}:{f['line']}" if f.get("line") else str(f.get("file", "?"))
+        message = " ".join(str(f.get("message", "")).split())
         table.add_row(
-            str(f.get("severity", "")),
-            escape(where),
-            escape(str(f.get("rule", ""))),
-            escape(" ".join(str(f.get("message", "")).split())),
-            str(f.get("tool", "")),
+            *_plain(str(f.get("severity", "")), where, str(f.get("rule", "")), message, str(f.get("tool", "")))
         )
     if len(findings) > limit:
         table.caption = f"{len(findings) - limit} more findings (use --json for all)"
@@ -81,23 +83,26 @@ def _findings_table(result: TaskResult, limit: int = 60) -> Table:
 
 def render_result(result: TaskResult, console: Console) -> None:
     """Print a task's full report: header, steps, findings, the model's answer, costs."""
-    console.rule(f"[bold]{result.agent or '-'} agent[/bold]: {escape(result.text)}", align="left")
-    console.print(f"task {result.task_id}  ·  status [bold]{result.status.value}[/bold]", highlight=False)
+    console.rule(Text.assemble((f"{result.agent or '-'} agent", "bold"), f": {result.text}"), align="left")
+    console.print(Text.assemble(f"task {result.task_id}  ·  status ", (result.status.value, "bold")))
     if result.route is not None:
-        console.print(f"route: {escape(render_route(result.route))}", highlight=False)
+        console.print(f"route: {render_route(result.route)}", highlight=False, markup=False)
     if result.steps:
         console.print(_steps_table(result))
         console.print(_findings_table(result))
     if result.answer:
-        console.print(Panel(escape(result.answer), title=f"model summary ({result.model or 'model'})", expand=False))
+        console.print(
+            Panel(Text(result.answer), title=Text(f"model summary ({result.model or 'model'})"), expand=False)
+        )
     if result.error:
-        console.print(f"[red]error:[/red] {escape(result.error)}", highlight=False)
+        console.print(Text.assemble(("error:", "red"), f" {result.error}"))
     usage = result.usage
     total_s = result.timings.get("total_ms", 0.0) / 1000
     console.print(
-        f"[dim]{usage.model_calls} model calls, {usage.input_tokens} tokens in / {usage.output_tokens} out; "
-        f"{total_s:.1f} s[/dim]",
+        f"{usage.model_calls} model calls, {usage.input_tokens} tokens in / {usage.output_tokens} out; {total_s:.1f} s",
+        style="dim",
         highlight=False,
+        markup=False,
     )
 
 

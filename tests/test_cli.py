@@ -145,6 +145,23 @@ def test_serving_on_a_port_in_use_is_one_clear_line(tmp_path: Path, command: lis
     assert "Traceback" not in done.stderr and "front on" not in done.stderr
 
 
+def test_brackets_in_tasks_and_documents_are_printed_as_they_are(tmp_path: Path) -> None:
+    # Rich markup would read "[/etc/x]" as a closing tag (MarkupError) and "[i]" as italics.
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "cache.md").write_text("# Cache\n\nThe cache keeps values[i] per key; see [/etc/cache].\n")
+    assert mcphive("ingest", str(docs), data_dir=tmp_path).returncode == 0
+    found = mcphive("search", "cache values", data_dir=tmp_path)
+    assert found.returncode == 0, found.stderr
+    assert "values[i] per key; see [/etc/cache]." in found.stdout
+    text = "a good recipe for banana bread [/etc/x] with values[i]"  # out of scope: fails fast, no model call
+    ran = mcphive("run", text, "--workspace", str(docs), data_dir=tmp_path)
+    assert ran.returncode == 1 and "MarkupError" not in ran.stderr and text in ran.stdout
+    listed = mcphive("history", data_dir=tmp_path, env={"COLUMNS": "200"})
+    assert listed.returncode == 0, listed.stderr
+    assert text in listed.stdout
+
+
 def test_a_malformed_config_file_is_one_clear_line(tmp_path: Path) -> None:
     config = tmp_path / "mcphive.toml"
     config.write_text("workers = [\n")
