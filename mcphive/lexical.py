@@ -8,6 +8,7 @@ the other's internals.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 
@@ -67,6 +68,9 @@ class LexicalIndex:
             import bm25s
         except ImportError as e:
             raise ImportError("BM25 search needs bm25s: pip install bm25s") from e
+        # bm25s sets its own logger to DEBUG at import, so "Building index from tokens" reached any
+        # handler the application had (the CLI's stderr) whatever level it chose; let it inherit instead.
+        logging.getLogger("bm25s").setLevel(logging.NOTSET)
         self._tokenize = tokenizer or tokenize
         self.size = len(documents)
         self._retriever: bm25s.BM25 | None = None
