@@ -109,6 +109,8 @@ class TaskHandle:
         return await self._hive.cancel(self.id)
 
 
+_STOPPED_UNFINISHED = "the hive stopped before the task finished (interrupted); the in-memory queue does not outlive it"
+
 # Control characters a plain-text task may hold: tab, newline, carriage return, form feed, and ESC
 # (pasted terminal output keeps its colour codes). Any other one marks bytes, not text.
 _ALLOWED_CONTROLS = frozenset("\t\n\r\f\x1b")
@@ -280,11 +282,25 @@ class Hive:
         return SyncHive(settings, overrides)
 
     async def _close(self) -> None:
+        with anyio.CancelScope(shield=True):  # also when closing because the caller was cancelled (Ctrl-C)
+            await self._abandon_unfinished()
         await self._broker.aclose()
         self.queue.close()
         if self._owns_model and (close := getattr(self._model, "aclose", None)) is not None:
             await close()  # e.g. the pool's health/metrics monitor task
         self.memory.close()
+
+    async def _abandon_unfinished(self) -> None:
+        """With the in-memory queue, a task this hive has not finished never will: record it as cancelled.
+
+        Otherwise an interrupted ``mcphive run`` left its task "running" in the history for ever. A durable
+        queue needs nothing: another worker resumes the task once its lease runs out.
+        """
+        if self.settings.queue != "memory":
+            return
+        for task_id, pending in list(self._pending.items()):
+            if pending.result is None:
+                await self.memory.set_status(task_id, TaskStatus.CANCELLED, error=_STOPPED_UNFINISHED)
 
     @property
     def state_store(self) -> StateStore:

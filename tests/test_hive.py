@@ -103,6 +103,32 @@ async def test_cancelling_a_running_task_stops_it_and_records_it(settings: Setti
     assert recorded is not None and recorded.status is TaskStatus.CANCELLED
 
 
+async def test_a_hive_stopped_mid_task_records_its_in_memory_tasks_as_cancelled(
+    settings: Settings, sample_workspace: Path
+) -> None:
+    # What Ctrl-C on `mcphive run` does: the hive closes because its caller was cancelled.
+    started = anyio.Event()
+
+    async def stalls(request: ChatRequest) -> ChatResponse | str:
+        started.set()
+        await anyio.sleep_forever()
+        return "never"
+
+    ids: list[str] = []
+    with anyio.CancelScope() as interrupted:
+        async with Hive.open(settings, model=FunctionModel(stalls)) as hive:
+            ids.append((await hive.submit("run the tests", workspace=sample_workspace, agent="code")).id)
+            ids.append((await hive.submit("lint the code", workspace=sample_workspace, agent="code")).id)
+            with anyio.fail_after(60):
+                await started.wait()
+            interrupted.cancel()
+            await anyio.sleep_forever()
+    async with Hive.open(settings, model=ScriptedModel([])) as reopened:
+        recorded = [await reopened.memory.get(task_id) for task_id in ids]
+    assert [r.status if r else None for r in recorded] == [TaskStatus.CANCELLED, TaskStatus.CANCELLED]
+    assert all(r is not None and r.error is not None and "interrupted" in r.error for r in recorded)
+
+
 async def test_out_of_scope_text_fails_the_task_with_the_reason_and_runs_nothing(
     settings: Settings, sample_workspace: Path
 ) -> None:
