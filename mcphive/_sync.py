@@ -14,6 +14,7 @@ import anyio
 from anyio.abc import TaskStatus
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from mcphive.errors import UsageError
 from mcphive.settings import Settings
 from mcphive.types import Route, TaskResult
 
@@ -24,6 +25,7 @@ class SyncHive:
     """``Hive`` with blocking methods; close it (or use ``with``) to stop its loop."""
 
     def __init__(self, settings: Settings | None, overrides: dict[str, Any]) -> None:
+        self._closed = False
         self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal()
         self._portal = self._portal_cm.__enter__()
         try:
@@ -49,16 +51,24 @@ class SyncHive:
 
     def run(self, text: str, **kwargs: Any) -> TaskResult:
         """Run a task to its end (see ``Hive.run``)."""
-        result: TaskResult = self._portal.call(lambda: self._hive.run(text, **kwargs))
+        result: TaskResult = self._open_portal().call(lambda: self._hive.run(text, **kwargs))
         return result
 
     def route(self, text: str) -> Route:
         """Route a task without running it (see ``Hive.route``)."""
-        route: Route = self._portal.call(self._hive.route, text)
+        route: Route = self._open_portal().call(self._hive.route, text)
         return route
 
+    def _open_portal(self) -> BlockingPortal:
+        if self._closed:
+            raise UsageError("this hive is closed; open another with Hive.open_sync()")
+        return self._portal
+
     def close(self) -> None:
-        """Close the hive and stop the background loop."""
+        """Close the hive and stop the background loop; closing it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._portal.call(self._stop.set)
             self._lifetime.result()

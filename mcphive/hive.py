@@ -130,6 +130,14 @@ def _not_plain_text(text: str) -> str | None:
     return None
 
 
+def _priority(value: Priority | str) -> Priority:
+    try:
+        return Priority(value)
+    except ValueError:
+        choices = ", ".join(p.value for p in Priority)
+        raise UsageError(f"unknown priority {value!r}; choose one of: {choices}") from None
+
+
 def known_tools() -> set[str]:
     """Every tool name an agent spec may list: the workspace toolsets and the state, memory and RAG servers."""
     from mcphive.mcp_servers.toolsets import all_tools
@@ -398,7 +406,7 @@ class Hive:
         task = Task(
             text=redact(self._validate(text, agent)),
             workspace=str(Jail(workspace).root),
-            priority=Priority(priority),
+            priority=_priority(priority),
             agent=agent,
             principal=self.principal,
         )

@@ -5,7 +5,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from mcphive import Hive, InvalidTask, Settings, TaskStatus, UnknownAgent, WorkspaceError
+from mcphive import Hive, InvalidTask, Settings, TaskStatus, UnknownAgent, UsageError, WorkspaceError
 from mcphive.agents.spec import load_specs
 from mcphive.inference.base import ChatRequest, ChatResponse
 from mcphive.inference.testing import FunctionModel, ScriptedModel, final, tool_call
@@ -159,6 +159,7 @@ async def test_pasted_terminal_output_is_plain_text(settings: Settings) -> None:
         ("fix \udcff the parser", {}, InvalidTask, "not valid UTF-8"),
         ("lint", {"agent": "doc"}, UnknownAgent, "choose one of: code, docs"),
         ("lint", {"workspace": "/no/such/folder"}, WorkspaceError, "not an existing folder"),
+        ("lint", {"priority": "urgent"}, UsageError, "unknown priority 'urgent'; choose one of: critical, high"),
     ],
 )
 async def test_bad_input_is_refused_before_anything_is_queued_or_recorded(
@@ -186,6 +187,9 @@ def test_the_sync_facade_runs_a_task_from_plain_code(settings: Settings, sample_
     with Hive.open_sync(settings, model=model) as hive:
         result = hive.run("lint the code", workspace=sample_workspace, agent="code")
     assert result.status is TaskStatus.SUCCEEDED and result.answer == "sync ok"
+    hive.close()  # closing again does nothing
+    with pytest.raises(UsageError, match="this hive is closed"):
+        hive.route("lint the code")
 
 
 async def test_a_long_running_hive_keeps_only_recent_results_in_memory_and_reads_older_ones_back(
