@@ -261,6 +261,11 @@ def ingest(args: argparse.Namespace) -> int:
         out.print(
             f"ingested {report.files} files as {report.chunks} chunks; skipped {len(report.skipped)}", highlight=False
         )
+        shown = 10
+        for skipped in report.skipped[:shown]:
+            out.print(f"  skipped {skipped.path}: {skipped.reason}", highlight=False)
+        if len(report.skipped) > shown:
+            out.print(f"  ... and {len(report.skipped) - shown} more (--json lists them all)", highlight=False)
     return 0
 
 

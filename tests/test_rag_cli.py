@@ -39,6 +39,23 @@ def test_ingest_then_search_from_the_cli(tmp_path: Path) -> None:
     assert hits and "fail over to the secondary region" in hits[0]["text"]
 
 
+def test_ingest_says_which_files_it_skipped_and_why(tmp_path: Path) -> None:
+    docs = docs_folder(tmp_path / "docs")
+    (docs / "notes.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
+    (docs / "gone.md").symlink_to(docs / "nowhere.md")
+    done = subprocess.run([MCPHIVE, "--data-dir", str(tmp_path / "data"), "ingest", str(docs)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("ingested 1 files as ") and lines[0].endswith(" chunks; skipped 3")
+    assert set(lines[1:]) == {
+        "  skipped gone.md: a broken symbolic link",
+        "  skipped image.png: unsupported file kind '.png'",
+        "  skipped notes.txt: not UTF-8 text",
+    }
+    assert "WARNING" not in done.stderr  # said once, in the report
+
+
 def test_ingesting_a_missing_path_is_a_clear_error(tmp_path: Path) -> None:
     done = subprocess.run([MCPHIVE, "--data-dir", str(tmp_path), "ingest", str(tmp_path / "nope")],
                           capture_output=True, text=True, timeout=300)  # fmt: skip

@@ -158,7 +158,7 @@ def ingest(
         if reason:
             report.skipped.append(SkippedFile(path=relative, reason=reason))
             if not reason.startswith("unsupported"):
-                logger.warning("skipped a file", extra={"path": relative, "reason": reason})
+                logger.info("skipped %s: %s", relative, reason, extra={"path": relative, "reason": reason})
         if progress is not None:
             progress(done, len(files), relative)
     if folder:
@@ -188,6 +188,8 @@ def _ingest_file(
 ) -> str:
     """Store one file's chunks (unless unchanged) and count it in ``report``; the reason it was skipped, or ""."""
     if not _is_ingestible(file):
+        if file.is_symlink() and not file.exists():
+            return "a broken symbolic link"
         return f"unsupported file kind {file.suffix or file.name!r}"
     if report.files >= max_files:
         return f"over the limit of {max_files} files"
