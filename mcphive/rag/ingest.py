@@ -187,9 +187,9 @@ def _ingest_file(
     overlap_lines: int,
 ) -> str:
     """Store one file's chunks (unless unchanged) and count it in ``report``; the reason it was skipped, or ""."""
+    if file.is_symlink() and not file.exists():
+        return "a broken symbolic link"
     if not _is_ingestible(file):
-        if file.is_symlink() and not file.exists():
-            return "a broken symbolic link"
         return f"unsupported file kind {file.suffix or file.name!r}"
     if report.files >= max_files:
         return f"over the limit of {max_files} files"
