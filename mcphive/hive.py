@@ -33,7 +33,7 @@ from mcphive._backends import build_model
 from mcphive.agents.external import ExternalServers, pin_file
 from mcphive.agents.spec import AgentSpec, specs_for
 from mcphive.agents.toolbox import Connection, ConnectionBroker
-from mcphive.errors import ConfigError, InvalidTask, UnknownAgent, UsageError
+from mcphive.errors import ConfigError, InvalidTask, StoreError, UnknownAgent, UsageError
 from mcphive.inference.base import ChatModel
 from mcphive.mcp_servers.jail import Jail
 from mcphive.mcp_servers.memory import build_memory_server
@@ -654,6 +654,25 @@ async def _checkpoints(settings: Settings) -> AsyncIterator[Any]:
         yield saver
 
 
+async def _check_postgres(conninfo: str, *, shown: str, connect_timeout: int = 10) -> None:
+    """One direct connection first: a dead or misnamed database is one clear error at once, where the
+    connection pool would log a warning per retry and give up only after its 30 s wait, with no cause.
+
+    Raises:
+        StoreError: the server refused, timed out, or rejected the login or database name.
+    """
+    import psycopg
+
+    try:
+        connection = await psycopg.AsyncConnection.connect(conninfo, connect_timeout=connect_timeout)
+    except psycopg.Error as e:
+        cause = " ".join(str(e).split()) or type(e).__name__
+        raise StoreError(
+            f"cannot reach the queue database {shown}: {cause}; check queue_url and that PostgreSQL is running"
+        ) from e
+    await connection.close()
+
+
 @asynccontextmanager
 async def _postgres_checkpoints(url: str, serde: Any) -> AsyncIterator[Any]:
     """LangGraph's PostgreSQL saver on the queue's database (its own tables, created once), over a small pool."""
@@ -669,6 +688,7 @@ async def _postgres_checkpoints(url: str, serde: Any) -> AsyncIterator[Any]:
 
     # SQLAlchemy's driver suffix (postgresql+psycopg://) is not a libpq URL.
     conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    await _check_postgres(conninfo, shown=make_url(url).render_as_string(hide_password=True))
     kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
     async with AsyncConnectionPool(conninfo, min_size=1, max_size=4, kwargs=kwargs, open=False) as pool:
         saver = AsyncPostgresSaver(pool, serde=serde)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ import pytest
 
 from mcphive import Hive, InvalidTask, Settings, TaskStatus, UnknownAgent, UsageError, WorkspaceError
 from mcphive.agents.spec import load_specs
+from mcphive.errors import StoreError
 from mcphive.inference.base import ChatRequest, ChatResponse
 from mcphive.inference.testing import FunctionModel, ScriptedModel, final, tool_call
 
@@ -180,6 +181,24 @@ async def test_a_failing_model_fails_the_task_with_its_message_and_records_the_f
         recorded = await hive.memory.get(result.task_id)
     assert result.status is TaskStatus.FAILED and result.error is not None and "ran out of replies" in result.error
     assert recorded is not None and recorded.status is TaskStatus.FAILED
+
+
+async def test_a_dead_postgres_queue_is_one_clear_error_at_open(settings: Settings) -> None:
+    import socket
+    import time
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # nothing listens here once the socket closes
+    url = f"postgresql+psycopg://mcphive:hunter2@127.0.0.1:{port}/queue"
+    dead = settings.model_copy(update={"queue": "postgres", "queue_url": url})
+    started = time.monotonic()
+    with pytest.raises(
+        StoreError, match=rf"cannot reach the queue database .*127\.0\.0\.1:{port}/queue: .*refused"
+    ) as e:
+        async with Hive.open(dead, model=ScriptedModel([])):
+            pass
+    assert "hunter2" not in str(e.value) and time.monotonic() - started < 10  # not the pool's 30 s wait
 
 
 def test_the_sync_facade_runs_a_task_from_plain_code(settings: Settings, sample_workspace: Path) -> None:
