@@ -77,6 +77,11 @@ def _error(status: int, message: str, kind: str, headers: Headers = ()) -> _Repl
     return _json({"error": {"message": message, "type": kind, "code": status}}, status, headers)
 
 
+def _one_line(error: ValidationError) -> str:
+    """A validation error as ``field: what is wrong``, without pydantic's help links and line breaks."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors())
+
+
 def _content(value: Any) -> str:
     """A message's text: a string, or the text parts of an OpenAI content list."""
     if value is None or isinstance(value, str):
@@ -407,23 +412,42 @@ class _Front:
     async def chat(self, request: _Request) -> Reply:
         body = await request.body(self.policy.max_request_bytes)
         try:
-            chat_request, stream = parse_chat_body(json.loads(body or b"null"))
-        except (ValueError, ValidationError) as e:
+            parsed = json.loads(body or b"null")
+            chat_request, stream = parse_chat_body(parsed)
+        except ValidationError as e:
+            return _error(400, f"not a chat-completions request: {_one_line(e)}", "invalid_request_error")
+        except ValueError as e:
             return _error(400, f"not a chat-completions request: {e}", "invalid_request_error")
+        model = parsed.get("model")
+        names = self._model_names()
+        if model is None or model == "default":
+            model = next(iter(names)) if len(names) == 1 else self.pool.model
+        elif model not in names and all(m.served_models is not None for m in self.pool.members):
+            # (While a member's models are unknown — down since the start — the pool itself decides.)
+            return _json(
+                {"error": {"message": f"the pool does not serve model {model!r}; it serves: {', '.join(sorted(names))}",
+                           "type": "invalid_request_error", "code": "model_not_found"}},
+                404,
+            )  # fmt: skip
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         if stream:
-            return _EventStream(self._events(chat_request, request_id))
+            return _EventStream(self._events(chat_request, request_id, model))
         try:
             response = await self.pool.chat(chat_request)
         except ModelUnavailable as e:
             return _error(503, str(e), "service_unavailable", ((b"retry-after", b"1"),))
-        return _json(_completion(response, self.pool.model, request_id))
+        return _json(_completion(response, model, request_id))
 
-    async def _events(self, request: ChatRequest, request_id: str) -> AsyncIterator[str]:
+    def _model_names(self) -> set[str]:
+        """The names a request may ask for, as ``/v1/models`` lists them: the pool's and what members serve."""
+        names = {self.pool.model} | {n for m in self.pool.members for n in (m.served_models or ())}
+        names.discard("default")
+        return names or {"default"}
+
+    async def _events(self, request: ChatRequest, request_id: str, model: str) -> AsyncIterator[str]:
         # Each yield is one write to the socket: the role chunk leaves with the first text, and the
         # stop chunk with [DONE] (and the end of the body, see _EventStream), so a short reply costs
         # two writes after the headers rather than five.
-        model = self.pool.model
         head = _chunk(request_id, model, {"role": "assistant", "content": ""}, None)
         try:
             async with contextlib.aclosing(cast(AsyncGenerator[str, None], self.pool.stream(request))) as chunks:
@@ -440,9 +464,7 @@ class _Front:
         yield head + _chunk(request_id, model, {}, "stop") + _DONE
 
     async def models(self, request: _Request) -> Reply:
-        names = {self.pool.model} | {n for m in self.pool.members for n in (m.served_models or ())}
-        names.discard("default")
-        data = [{"id": n, "object": "model", "created": 0, "owned_by": "mcphive"} for n in sorted(names or {"default"})]
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "mcphive"} for n in sorted(self._model_names())]
         return _json({"object": "list", "data": data})
 
     async def health(self, request: _Request) -> Reply:

@@ -7,7 +7,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -134,6 +134,7 @@ class MemberClient(OpenAICompatModel):
         # Not the parent's __init__, which opens an httpx2 client this class would never use.
         self.base_url = base_url.rstrip("/")
         self.model = model
+        self.configured_model = model
         self.name = f"openai:{model}"
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = timeout
@@ -205,6 +206,15 @@ class MemberClient(OpenAICompatModel):
                     yield last
         except HttpError as e:
             raise _transport(e) from e
+
+    def adopt_served_model(self, listed: Sequence[str]) -> None:
+        """Send the model the server lists first when the pool names none (``"default"``).
+
+        vLLM refuses a model name it does not serve (404), so "default" cannot go on the wire; the
+        first name ``/v1/models`` lists is the served model itself (adapters and aliases follow it).
+        """
+        if self.configured_model == "default" and listed:
+            self.model = listed[0]
 
     async def probe(self) -> Capabilities:
         """Ask the server what it supports: tool calls, JSON-schema output, context length.

@@ -140,7 +140,8 @@ class Monitor:
         if listing is None:
             _, listing = await self._get(member, member.url.removeprefix(member.root) + "/models")
         try:
-            data = json.loads(listing)["data"]
-            member.served_models = frozenset(str(item["id"]) for item in data)
+            listed = [str(item["id"]) for item in json.loads(listing)["data"]]
         except (ValueError, KeyError, TypeError):
             return
+        member.served_models = frozenset(listed)
+        member.client.adopt_served_model(listed)

@@ -218,6 +218,27 @@ async def test_a_body_that_is_not_a_chat_request_gets_400_naming_the_problem(lau
     assert "messages" in response.json()["error"]["message"]
 
 
+async def test_a_model_the_pool_does_not_serve_is_a_404_and_a_bad_field_one_line(launcher: PoolLauncher) -> None:
+    # Left at "default", the pool takes any name its members serve, and the reply names that model.
+    async with serve_front(PoolModel(launcher.urls, "default"), _policy()) as client:
+        unknown = await client.post("/v1/chat/completions", json=CHAT | {"model": "gpt-9"}, headers=_auth())
+        bad = await client.post("/v1/chat/completions", json=CHAT | {"max_tokens": -5}, headers=_auth())
+        served = await client.post("/v1/chat/completions", json=CHAT | {"model": "smollm2"}, headers=_auth())
+        unnamed = await client.post("/v1/chat/completions", json={"messages": CHAT["messages"]}, headers=_auth())
+    assert unknown.status_code == 404
+    assert unknown.json()["error"] == {
+        "message": "the pool does not serve model 'gpt-9'; it serves: smollm2",
+        "type": "invalid_request_error",
+        "code": "model_not_found",
+    }
+    assert bad.status_code == 400
+    assert bad.json()["error"]["message"] == (
+        "not a chat-completions request: max_tokens: Input should be greater than or equal to 1"
+    )
+    assert (served.status_code, served.json()["model"]) == (200, "smollm2")
+    assert (unnamed.status_code, unnamed.json()["model"]) == (200, "smollm2")
+
+
 async def test_the_official_openai_client_gets_plain_and_streamed_replies(launcher: PoolLauncher) -> None:
     openai = pytest.importorskip("openai")
     async with serve_front(_pool(launcher), _policy()) as client:

@@ -109,6 +109,18 @@ async def test_a_streamed_reply_through_the_pool_records_the_servers_usage(vllm_
     assert status["served"] == 1
 
 
+async def test_a_pool_left_at_the_default_model_name_asks_each_member_for_the_model_it_serves(
+    vllm_launcher: PoolLauncher,
+) -> None:
+    # vLLM answers 404 to a model name it does not serve; "default" means "whatever the member serves".
+    async with PoolModel(vllm_launcher.urls, "default") as pool:
+        plain = await pool.chat(ask("Say hello.", max_tokens=4))
+        streamed = [part async for part in pool.stream(ask("Say hello.", max_tokens=4))]
+        capabilities = await pool.members[0].client.probe()
+    assert plain.message.content and "".join(streamed)
+    assert (capabilities.tools, capabilities.max_context) == (True, 2048)
+
+
 async def test_a_plain_reply_carries_text_and_usage(vllm_launcher: PoolLauncher) -> None:
     async with PoolModel(vllm_launcher.urls, MODEL) as pool:
         response = await pool.chat(ask("What is the capital of France?", max_tokens=16))
