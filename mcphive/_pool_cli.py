@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -75,11 +76,35 @@ def _wait_healthy(plan: MemberPlan, process: subprocess.Popen[bytes], timeout: f
             except httpx2.TransportError:
                 pass
             time.sleep(0.2)  # polling a child process from synchronous code; nothing to wait on instead
-    tail = plan.log_path.read_text(errors="replace")[-2000:] if plan.log_path.exists() else "(no log)"
+    tail = _log_tail(plan.log_path)
     state = f"exited with {process.returncode}" if process.poll() is not None else f"not healthy after {timeout:g} s"
     raise ModelUnavailable(
         f"pool member {plan.index} ({plan.device}, {plan.url}) {state}; see {plan.log_path}, which ends:\n{tail}"
     )
+
+
+def _log_tail(path: Path, lines: int = 8, width: int = 240) -> str:
+    """The last lines of a member's log, each cut to ``width``: the error, not one 2,000-character line of metadata."""
+    if not path.exists():
+        return "(no log)"
+    last = path.read_text(errors="replace").splitlines()[-lines:]
+    return "\n".join(line if len(line) <= width else line[: width - 1] + "…" for line in last)
+
+
+def _check_ports_free(plans: Sequence[MemberPlan]) -> None:
+    """Refuse at once a planned port something already listens on.
+
+    Otherwise the member dies on its bind while the health check may find the other server answering
+    ``/v1/models`` on that port and call the member up.
+    """
+    from mcphive._asgi import listening_socket
+
+    for plan in plans:
+        host = urlsplit(plan.url).hostname or "127.0.0.1"
+        try:
+            listening_socket(host, plan.port).close()
+        except UsageError as e:
+            raise UsageError(f"pool member {plan.index}: {e} (pool up --base-port)") from e
 
 
 def start_members(plans: Sequence[MemberPlan], *, start_timeout: float = 600.0) -> RunningPool:
@@ -88,8 +113,10 @@ def start_members(plans: Sequence[MemberPlan], *, start_timeout: float = 600.0) 
     Blocking: call it from synchronous code or through ``anyio.to_thread.run_sync``.
 
     Raises:
+        UsageError: a planned port is taken (nothing is started).
         ModelUnavailable: a member exited or did not answer within ``start_timeout``; all are stopped.
     """
+    _check_ports_free(plans)
     running = RunningPool(list(plans))
     try:
         for plan in plans:

@@ -148,6 +148,29 @@ def test_pool_up_refuses_more_members_than_the_machine_has_gpu_slots(
     assert not (tmp_path / "pool").exists()  # nothing was started or recorded
 
 
+def test_pool_up_refuses_a_port_something_listens_on_before_starting_any_member(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(UsageError, match=rf"pool member 1: cannot listen on 127.0.0.1:{port}: it is in use"):
+            pool_up(Settings(data_dir=tmp_path), 2, base_port=port - 1, say=lambda _: None)
+    assert not list((tmp_path / "pool").glob("member-*.log"))  # nothing was started
+
+
+def test_a_members_failure_shows_the_last_lines_of_its_log_cut_to_a_readable_width(tmp_path: Path) -> None:
+    from mcphive._pool_cli import _log_tail
+
+    log = tmp_path / "member-0.log"
+    log.write_text(
+        "metadata: " + "x" * 5000 + "\n" + "".join(f"line {i}\n" for i in range(20)) + "ERROR: bind failed\n"
+    )
+    tail = _log_tail(log).splitlines()
+    assert tail[-1] == "ERROR: bind failed" and len(tail) == 8 and tail[0] == "line 13"
+    log.write_text("y" * 5000)
+    assert _log_tail(log) == "y" * 239 + "…"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
