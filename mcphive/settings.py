@@ -8,6 +8,7 @@ starts it from ``/``.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +43,15 @@ class RouteRule(BaseModel):
 
     pattern: str
     agent: str
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ValueError(f"not a valid regular expression ({e})") from None
+        return pattern
 
 
 class AgentConfig(BaseModel):

@@ -36,6 +36,13 @@ def test_an_invalid_value_names_the_setting(tmp_path: Path) -> None:
         load_settings(config)
 
 
+def test_a_routing_rule_that_is_not_a_regex_names_the_rule(tmp_path: Path) -> None:
+    config = tmp_path / "mcphive.toml"
+    config.write_text('[[rules]]\npattern = "dep(loy"\nagent = "ops"\n')
+    with pytest.raises(ConfigError, match=r"invalid setting 'rules.0.pattern': .*not a valid regular expression"):
+        load_settings(config)
+
+
 def test_an_unknown_setting_is_refused(tmp_path: Path) -> None:
     config = tmp_path / "mcphive.toml"
     config.write_text("wrokers = 2\n")

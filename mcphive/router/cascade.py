@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from mcphive.errors import UnknownAgent
+from mcphive.errors import ConfigError, UnknownAgent
 from mcphive.router.llm_router import LLMRouter
 from mcphive.router.semantic import SemanticRouter
 from mcphive.settings import RouteRule
@@ -36,7 +36,10 @@ class RoutingCascade:
         self.agents = tuple(agents)
         for rule in extra_rules:
             if rule.agent not in self.agents:
-                raise UnknownAgent(rule.agent, self.agents)
+                raise ConfigError(
+                    f"the routing rule {rule.pattern!r} sends tasks to unknown agent {rule.agent!r}; "
+                    f"choose one of: {', '.join(self.agents)} (fix [[rules]] in mcphive.toml)"
+                )
         compiled: list[tuple[re.Pattern[str], str]] = [(re.compile(r.pattern, re.I), r.agent) for r in extra_rules]
         compiled += [(re.compile(pattern), agent) for agent, patterns in rules.items() for pattern in patterns]
         self._rules = compiled

@@ -4,7 +4,7 @@ import pytest
 
 from mcphive.agents.spec import load_specs
 from mcphive.embeddings import get_embedder
-from mcphive.errors import UnknownAgent
+from mcphive.errors import ConfigError, UnknownAgent
 from mcphive.router.cascade import RoutingCascade
 from mcphive.router.semantic import SemanticRouter
 from mcphive.settings import RouteRule
@@ -43,7 +43,7 @@ async def test_a_single_matching_rule_decides_and_keeps_runners_up() -> None:
 
 
 async def test_settings_rules_are_checked_against_known_agents() -> None:
-    with pytest.raises(UnknownAgent):
+    with pytest.raises(ConfigError, match=r"the routing rule 'x' sends tasks to unknown agent 'nobody'; choose one of"):
         cascade([RouteRule(pattern="x", agent="nobody")])
 
 
