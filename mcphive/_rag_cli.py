@@ -37,7 +37,7 @@ def ingest_path(settings: Settings, path: Path, *, show_progress: bool | None = 
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
-            TextColumn("{task.description}", markup=False),  # a path, never markup,
+            TextColumn("{task.description}", markup=False),  # a path, never markup
         )
         with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("", total=None)

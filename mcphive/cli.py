@@ -16,7 +16,7 @@ __all__ = ["main"]
 EXIT_USAGE, EXIT_RUN, EXIT_INTERRUPTED = 2, 1, 130
 
 
-def _at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     """An argparse ``type``: an integer in ``[low, high]``, refused with one line naming the bound."""
 
     def parse(text: str) -> int:
@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("agents", help="list the specialist agents")
     p = sub.add_parser("history", help="list recent tasks, or show one in full")
     p.add_argument("task_id", nargs="?", help="a task id (a unique prefix is enough)")
-    p.add_argument("-n", "--limit", type=_at_least(1), default=20)
+    p.add_argument("-n", "--limit", type=_int_in(1), default=20)
     p = sub.add_parser("approve", help="approve the writing tool call a task waits on (approval = 'writes')")
     p.add_argument("task_id", help="a task id (a unique prefix is enough)")
     p.add_argument("--reason", default="", help="kept with the decision")
@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p = sub.add_parser("search", help="search the RAG store")
     p.add_argument("query")
-    p.add_argument("-k", type=_at_least(1), default=5, help="how many results (default: 5)")
+    p.add_argument("-k", type=_int_in(1), default=5, help="how many results (default: 5)")
     p = sub.add_parser("serve", help="serve mcphive as an MCP server over stdio (for Claude Desktop)")
     p.add_argument("--server", choices=["gateway", "state", "workspace", "memory", "rag"], default="gateway")
     p.add_argument("--root", help="workspace root for --server workspace (and for --http)")
@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_mcp_parser(sub)
     p = sub.add_parser("worker", help="run tasks from the durable queue (queue = sqlite or postgres) until stopped")
     p.add_argument(
-        "-c", "--concurrency", type=_at_least(1), default=2, help="tasks this process runs at once (default: 2)"
+        "-c", "--concurrency", type=_int_in(1), default=2, help="tasks this process runs at once (default: 2)"
     )
     sub.add_parser("doctor", help="which backends, stores and models are available, and why not")
     p = sub.add_parser("demo", help="run the six agents on a copy of the bundled example project")
@@ -119,12 +119,12 @@ def _add_pool_parser(sub: Any) -> None:
     actions = p.add_subparsers(dest="pool_command", metavar="ACTION", required=True)
     q = actions.add_parser("up", help="start one member per GPU or MIG slice (llama.cpp without GPUs) until Ctrl-C")
     q.add_argument(
-        "-n", "--members", type=_at_least(1), help="how many members (default: every GPU slot; 2 without GPUs)"
+        "-n", "--members", type=_int_in(1), help="how many members (default: every GPU slot; 2 without GPUs)"
     )
     q.add_argument("--server-command", help="GPU server command (default: 'vllm serve')")
     q.add_argument("--model-id", help="model the GPU members serve, e.g. Qwen/Qwen3-8B (required on GPUs)")
     q.add_argument(
-        "--base-port", type=_at_least(1, 65535), default=8000, help="member i listens on base port + i (default: 8000)"
+        "--base-port", type=_int_in(1, 65535), default=8000, help="member i listens on base port + i (default: 8000)"
     )
     q = actions.add_parser("status", help="health, breaker, load and prefix-cache hit rate of each member; the spill")
     q.add_argument("--front", metavar="URL", help="a running `pool serve` to read spill counts from")

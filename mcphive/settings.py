@@ -38,20 +38,22 @@ def default_data_dir() -> Path:
     return Path(base) / "mcphive"
 
 
+def check_regex(pattern: str) -> str:
+    """``pattern`` itself, for pydantic validators; ``ValueError`` naming it when it is not a regular expression."""
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"rule {pattern!r} is not a valid regular expression: {e}") from e
+    return pattern
+
+
 class RouteRule(BaseModel):
     """A keyword/regex rule: text matching ``pattern`` goes to ``agent`` before any embedding."""
 
     pattern: str
     agent: str
 
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, pattern: str) -> str:
-        try:
-            re.compile(pattern)
-        except re.error as e:
-            raise ValueError(f"not a valid regular expression ({e})") from None
-        return pattern
+    _pattern_compiles = field_validator("pattern")(check_regex)
 
 
 class AgentConfig(BaseModel):

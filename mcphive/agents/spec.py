@@ -9,7 +9,6 @@ of the server) to the agents their ``allow`` table names.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Sequence
 from functools import cache
@@ -19,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mcphive.errors import ConfigError, UnknownAgent
-from mcphive.settings import AgentConfig, ExternalServerConfig
+from mcphive.settings import AgentConfig, ExternalServerConfig, check_regex
 
 __all__ = ["AgentSpec", "SurveyCall", "get_spec", "load_specs", "spec_from_config", "specs_for"]
 
@@ -51,10 +50,7 @@ class AgentSpec(BaseModel):
     @classmethod
     def _rules_compile(cls, rules: tuple[str, ...]) -> tuple[str, ...]:
         for rule in rules:
-            try:
-                re.compile(rule)
-            except re.error as e:
-                raise ValueError(f"rule {rule!r} is not a valid regular expression: {e}") from e
+            check_regex(rule)
         return rules
 
 

@@ -25,16 +25,13 @@ _MAX_DETAIL = 200
 
 def error_for_bad_line(error: Exception) -> types.JSONRPCError:
     """The JSON-RPC error response (null id) for a line the transport could not read as a message."""
-    not_json = isinstance(error, ValidationError) and any(e["type"] == "json_invalid" for e in error.errors())
-    if not_json:
+    details = error.errors() if isinstance(error, ValidationError) else []
+    if any(d["type"] == "json_invalid" for d in details):
         code, message = types.PARSE_ERROR, "Parse error: the line is not valid JSON"
     else:
         code, message = types.INVALID_REQUEST, "Invalid Request: the line is JSON but not a JSON-RPC 2.0 message"
-    if isinstance(error, ValidationError) and error.errors():
-        data = error.errors()[0]["msg"]  # e.g. "Invalid JSON: key must be a string at line 1 column 2"
-    else:
-        data = str(error) or type(error).__name__
-    data = data[:_MAX_DETAIL]
+    # e.g. "Invalid JSON: key must be a string at line 1 column 2"
+    data = (details[0]["msg"] if details else str(error) or type(error).__name__)[:_MAX_DETAIL]
     return types.JSONRPCError(jsonrpc="2.0", id=None, error=types.ErrorData(code=code, message=message, data=data))
 
 
