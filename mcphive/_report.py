@@ -10,17 +10,23 @@ from rich.table import Table
 from rich.text import Text
 
 from mcphive.router.events import describe
-from mcphive.types import Event, Route, TaskResult
+from mcphive.router.plan_runner import goal_of
+from mcphive.types import Event, Route, TaskResult, ToolCall
 
 __all__ = ["progress_line", "render_result", "render_route", "result_findings"]
 
 _SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
 
 
+def _all_calls(result: TaskResult) -> list[ToolCall]:
+    """The task's tool calls, then its subtasks' (a plan's own steps are its subtasks)."""
+    return result.tool_calls + [call for sub in result.subtasks for call in _all_calls(sub)]
+
+
 def result_findings(result: TaskResult) -> list[dict[str, Any]]:
-    """Every finding of every tool call, most severe first, each tagged with its tool."""
+    """Every finding of every tool call (a plan's: every subtask's), most severe first, each tagged with its tool."""
     found: list[dict[str, Any]] = []
-    for call in result.tool_calls:
+    for call in _all_calls(result):
         for finding in (call.structured or {}).get("findings", []) or []:
             if isinstance(finding, dict):
                 found.append({**finding, "tool": finding.get("tool") or call.tool})
@@ -31,6 +37,8 @@ def result_findings(result: TaskResult) -> list[dict[str, Any]]:
 
 def render_route(route: Route) -> str:
     """One line: agent, stage, confidence and the runners-up."""
+    if route.stage == "plan":
+        return f"plan of {route.reason}"
     runners = ", ".join(f"{c.agent} {c.score:.2f}" for c in route.runners_up)
     target = route.agent or "nobody (out of scope)"
     return f"{target} — {route.stage}, confidence {route.confidence:.2f}" + (
@@ -82,13 +90,24 @@ def _findings_table(result: TaskResult, limit: int = 60) -> Table:
 
 
 def render_result(result: TaskResult, console: Console) -> None:
-    """Print a task's full report: header, steps, findings, the model's answer, costs."""
-    console.rule(Text.assemble((f"{result.agent or '-'} agent", "bold"), f": {result.text}"), align="left")
+    """Print a task's full report: header, steps (a plan's: each subtask's), findings, the model's answer, costs."""
+    who = "plan" if result.subtasks else f"{result.agent or '-'} agent"
+    console.rule(Text.assemble((who, "bold"), f": {result.text}"), align="left")
     console.print(Text.assemble(f"task {result.task_id}  ·  status ", (result.status.value, "bold")))
     if result.route is not None:
         console.print(f"route: {render_route(result.route)}", highlight=False, markup=False)
     if result.steps:
         console.print(_steps_table(result))
+    for index, sub in enumerate(result.subtasks, 1):
+        goal = goal_of(sub.text).splitlines()[0] if sub.text else ""
+        route = f" ({sub.route.stage}, {sub.route.confidence:.2f})" if sub.route is not None else ""
+        line = f"s{index} · {sub.agent or '-'} agent{route}: {goal}  ·  {sub.status.value}"
+        console.print(Text(line, style="bold"))
+        if sub.steps:
+            console.print(_steps_table(sub))
+        if sub.error:
+            console.print(Text.assemble(("  error:", "red"), f" {sub.error}"))
+    if result.steps or result.subtasks:
         console.print(_findings_table(result))
     if result.answer:
         console.print(

@@ -48,6 +48,7 @@ from mcphive.router.events import EventBus
 from mcphive.router.ledger import ToolLedger
 from mcphive.router.llm_router import LLMRouter
 from mcphive.router.manager import AgentManager, ManagerDeps, Parked
+from mcphive.router.plan_runner import goal_of
 from mcphive.router.planner import Planner
 from mcphive.router.queues import Claim, SqlQueue, TaskQueue, keep_alive, open_queue
 from mcphive.router.semantic import SemanticRouter
@@ -201,7 +202,8 @@ class Hive:
         self._finished: deque[str] = deque()
         self.corrections = CorrectionLog(settings.data_dir / "routing" / "corrections.jsonl")
         examples = {name: list(spec.examples) for name, spec in self.specs.items()}
-        for correction in self.corrections.load():
+        corrections = self.corrections.load()
+        for correction in corrections:
             if correction.agent in examples:
                 examples[correction.agent].append(correction.text)
         configure_embedder(settings.embedding_device)
@@ -217,6 +219,7 @@ class Hive:
             if settings.llm_router
             else None,
             llm_below=settings.llm_router_below,
+            corrections=[(c.text, c.agent) for c in corrections],
         )
         self.queue: TaskQueue = open_queue(settings)
         # The ledger outlives the worker: in the durable queue's database, which every worker shares.
@@ -387,8 +390,10 @@ class Hive:
         if agent not in self.specs:
             raise UnknownAgent(agent, self.specs)
         task = await self._recorded(await self.memory.resolve_id(task_id))
-        self.corrections.append(task.task_id, task.text, agent)
-        await self._semantic.add_example(agent, task.text)
+        text = goal_of(task.text)  # a plan's step learns from its own clause, not the brief around it
+        self.corrections.append(task.task_id, text, agent)
+        self.cascade.learn(text, agent)
+        await self._semantic.add_example(agent, text)
 
     async def submit(
         self,

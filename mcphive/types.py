@@ -101,7 +101,7 @@ class Principal(_Model):
     user: str = "local"
 
 
-RouteStage = Literal["explicit", "rule", "semantic", "llm", "out_of_scope", "plan"]
+RouteStage = Literal["explicit", "correction", "rule", "semantic", "llm", "out_of_scope", "plan"]
 ChosenBy = Literal["survey", "model"]
 
 
@@ -134,6 +134,8 @@ class PlanStep(_Model):
     agent: str
     goal: str
     depends_on: list[str] = Field(default_factory=list)
+    route: Route | None = None
+    """How the router decided this step's agent on the clause alone (template plans); None from a model's plan."""
 
 
 class Plan(_Model):

@@ -33,8 +33,12 @@ __all__ = ["build_gateway"]
 
 
 def _brief(result: TaskResult) -> dict[str, Any]:
-    """The result as a client sees it; credentials redacted (a stored result already is; this one may not be)."""
-    data: dict[str, Any] = redact_value(result.model_dump(mode="json", exclude={"steps"}))
+    """The result as a client sees it; credentials redacted (a stored result already is; this one may not be).
+
+    Each tool call is summarised (the full outputs stay in ``mcphive://tasks/{id}``), a plan's subtasks likewise.
+    """
+    data: dict[str, Any] = redact_value(result.model_dump(mode="json", exclude={"steps", "subtasks"}))
+    data["subtasks"] = [_brief(sub) for sub in result.subtasks]
     data["tool_calls"] = [
         {
             "tool": c.tool,

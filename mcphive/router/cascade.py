@@ -1,4 +1,5 @@
-"""The routing cascade, cheapest stage first: explicit agent -> regex rules -> semantic -> out of scope.
+"""The routing cascade, cheapest stage first: explicit agent -> a user's correction of this very text ->
+regex rules -> semantic -> out of scope.
 
 The cascade never guesses: when the semantic confidence (a calibrated probability) is below the
 threshold, or the task is far from every agent's examples, the task is out of scope
@@ -32,6 +33,7 @@ class RoutingCascade:
         extra_rules: Sequence[RouteRule] = (),
         llm: LLMRouter | None = None,
         llm_below: float = 0.6,
+        corrections: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.agents = tuple(agents)
         for rule in extra_rules:
@@ -47,6 +49,18 @@ class RoutingCascade:
         self.threshold = threshold
         self._llm = llm
         self._llm_below = llm_below
+        self._corrected: dict[str, str] = {}
+        for text, agent in corrections:
+            self.learn(text, agent)
+
+    def learn(self, text: str, agent: str) -> None:
+        """Route ``text`` (up to case, spacing and a final full stop) to ``agent`` from now on, before any rule.
+
+        A user's correction is about this task: a keyword rule that sent it elsewhere must not win again.
+        Similar texts learn from the correction through the semantic stage's examples.
+        """
+        if agent in self.agents:
+            self._corrected[_normal(text)] = agent
 
     def _by_rules(self, text: str) -> set[str]:
         return {agent for pattern, agent in self._rules if pattern.search(text)}
@@ -57,6 +71,9 @@ class RoutingCascade:
             if agent not in self.agents:
                 raise UnknownAgent(agent, self.agents)
             return Route(agent=agent, confidence=1.0, stage="explicit", reason="agent named by the caller")
+        corrected = self._corrected.get(_normal(text))
+        if corrected is not None:
+            return Route(agent=corrected, confidence=1.0, stage="correction", reason="a user corrected this task")
         assessment = await self._semantic.assess(text)
         candidates = assessment.candidates
         if not candidates:
@@ -96,3 +113,7 @@ class RoutingCascade:
             runners_up=runners,
             reason="calibrated match against the agents' example tasks",
         )
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split()).rstrip(" .").casefold()

@@ -34,7 +34,7 @@ from mcphive.router.events import EventBus
 from mcphive.router.plan_runner import Emit, RunSubtask, run_plan
 from mcphive.router.planner import Planner
 from mcphive.tracing import tracer
-from mcphive.types import ApprovalDecision, ApprovalRequest, Plan, Route, Task, TaskResult, TaskStatus
+from mcphive.types import ApprovalDecision, ApprovalRequest, Plan, PlanStep, Route, Task, TaskResult, TaskStatus
 
 __all__ = ["AgentManager", "ManagerDeps", "Parked"]
 
@@ -183,8 +183,12 @@ class AgentManager:
             return plan
 
     def _subtask_runner(self, timings: dict[str, float], emit: Emit, budget: Budget) -> RunSubtask:
-        async def run(child: Task, result: TaskResult) -> None:
-            route = Route(agent=child.agent, confidence=1.0, stage="explicit", reason="assigned by the plan")
+        async def run(child: Task, result: TaskResult, step: PlanStep) -> None:
+            # The clause's own decision when the plan came from the template (shown and recorded as the route);
+            # a model's plan assigns agents itself.
+            route = step.route or Route(
+                agent=step.agent, confidence=1.0, stage="explicit", reason="assigned by the plan"
+            )
             # A step of a plan cannot park on its own: its writing calls that need approval are refused.
             await self._run_routed(child, route, result, timings, emit, budget, None)
 

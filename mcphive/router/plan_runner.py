@@ -20,12 +20,13 @@ from mcphive.errors import MCPHiveError
 from mcphive.outcome import fill_outcome
 from mcphive.types import Plan, PlanStep, Route, Task, TaskResult, TaskStatus, Usage
 
-__all__ = ["Emit", "RunSubtask", "brief", "run_plan"]
+__all__ = ["Emit", "RunSubtask", "brief", "goal_of", "run_plan"]
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
-RunSubtask = Callable[[Task, TaskResult], Awaitable[None]]
+RunSubtask = Callable[[Task, TaskResult, PlanStep], Awaitable[None]]
 
 _BRIEF_RESULT_CHARS = 600
+_STEP_OF = "This is one step of the request: "
 _BRIEF_FINDINGS = 5
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def brief(step: PlanStep, parent_text: str, inputs: dict[str, dict[str, Any]]) -
 
     Each input contributes its status, its answer, its most severe findings and the files it changed.
     """
-    lines = [step.goal, "", f'This is one step of the request: "{parent_text}".']
+    lines = [step.goal, "", f'{_STEP_OF}"{parent_text}".']
     if inputs:
         lines.append("Results of the steps it builds on:")
         for sid, outcome in inputs.items():
@@ -49,6 +50,12 @@ def brief(step: PlanStep, parent_text: str, inputs: dict[str, dict[str, Any]]) -
                 for c in outcome.get("changes") or []
             )
     return "\n".join(lines)
+
+
+def goal_of(text: str) -> str:
+    """The goal a subtask's text was briefed with (:func:`brief`'s first part); other text as it is."""
+    goal, marker, _rest = text.partition(f"\n\n{_STEP_OF}")
+    return goal if marker else text
 
 
 def _finding_line(finding: dict[str, Any]) -> str:
@@ -99,16 +106,16 @@ class _PlanRun:
                 )
                 result.agent = step.agent
             else:
-                await self._run_child(child, result)
+                await self._run_child(child, result, step)
             fill_outcome(result)
             self.results[step.id] = result
             await self._publish(step.id, _outcome(result))
         finally:
             self.done[step.id].set()
 
-    async def _run_child(self, child: Task, result: TaskResult) -> None:
+    async def _run_child(self, child: Task, result: TaskResult, step: PlanStep) -> None:
         try:
-            await self.run_subtask(child, result)
+            await self.run_subtask(child, result, step)
         except MCPHiveError as e:  # one failed subtask fails its step, not the whole plan at once
             result.status, result.error = TaskStatus.FAILED, str(e)
         except Exception as e:  # a bug in one subtask must not take its siblings down either
@@ -128,6 +135,7 @@ async def run_plan(task: Task, plan: Plan, result: TaskResult, run_subtask: RunS
             tg.start_soon(run.run_step, step)
     result.subtasks = [run.results[step.id] for step in plan.steps]
     result.usage = sum((sub.usage for sub in result.subtasks), Usage())
+    result.model = next((sub.model for sub in result.subtasks if sub.model), "")
     result.answer = "\n\n".join(f"[{s.id} · {r.agent}] {r.answer or r.error or ''}".strip()
                                 for s, r in zip(plan.steps, result.subtasks, strict=True))  # fmt: skip
     failed = [s.id for s, r in zip(plan.steps, result.subtasks, strict=True) if r.status is not TaskStatus.SUCCEEDED]

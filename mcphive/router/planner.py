@@ -117,7 +117,9 @@ class Planner:
                 steps[-1].goal = f"{steps[-1].goal} and {clause}"
                 continue
             depends = [steps[-1].id] if refers_back else []
-            steps.append(PlanStep(id=f"s{len(steps) + 1}", agent=route.agent, goal=clause, depends_on=depends))
+            steps.append(
+                PlanStep(id=f"s{len(steps) + 1}", agent=route.agent, goal=clause, depends_on=depends, route=route)
+            )
         if len(steps) < 2:
             return None
         return validate_plan(Plan(steps=steps, source="template"), self._cascade.agents, max_steps=self._max_steps)

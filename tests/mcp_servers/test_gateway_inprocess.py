@@ -8,7 +8,7 @@ import pytest
 from mcp import Client
 
 from mcphive import Hive, Settings
-from mcphive.inference.testing import ScriptedModel, final, tool_call
+from mcphive.inference.testing import FunctionModel, ScriptedModel, final, tool_call
 from mcphive.mcp_servers.gateway import build_gateway
 
 pytestmark = pytest.mark.anyio
@@ -71,3 +71,21 @@ async def test_prompts_are_offered_and_filled_with_the_workspace(settings: Setti
         prompt = await client.get_prompt("security_review", {"workspace": "/src/app"})
     assert names == {"security_review", "fix_failing_tests", "triage_logs"}
     assert "/src/app" in prompt.messages[0].content.text  # type: ignore[union-attr]
+
+
+async def test_a_plans_result_summarises_each_subtasks_tool_calls_like_a_tasks(
+    settings: Settings, sample_workspace: Path
+) -> None:
+    model = FunctionModel(lambda request: "done" if request.tool_choice == "none" else tool_call("finish"))
+    async with Hive.open(settings, model=model) as hive, Client(build_gateway(hive)) as client:
+        got = await client.call_tool(
+            "run_task", {"text": "lint the code and scan for leaked credentials", "workspace": str(sample_workspace)}
+        )
+    assert not got.is_error, got.content
+    brief = got.structured_content
+    assert brief is not None and [s["agent"] for s in brief["subtasks"]] == ["code", "security"]
+    for sub in brief["subtasks"]:  # the survey's calls, summarised; full outputs stay in the task's record
+        assert "steps" not in sub and sub["tool_calls"] and set(sub["tool_calls"][0]) == {
+            "tool", "chosen_by", "is_error", "summary"
+        }  # fmt: skip
+    assert brief["findings"], "the subtasks' findings roll up into the plan's"

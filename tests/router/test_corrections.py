@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from mcphive import Hive, Settings, UnknownAgent
-from mcphive.inference.testing import ScriptedModel, final, tool_call
+from mcphive.inference.testing import FunctionModel, ScriptedModel, final, tool_call
 
 pytestmark = pytest.mark.anyio
 
@@ -29,3 +29,22 @@ async def test_correcting_to_an_unknown_agent_is_refused(settings: Settings) -> 
     async with Hive.open(settings, model=ScriptedModel([])) as hive:
         with pytest.raises(UnknownAgent):
             await hive.correct("abc", "sales")
+
+
+async def test_correcting_a_plans_step_teaches_its_clause_not_the_brief(
+    settings: Settings, sample_workspace: Path
+) -> None:
+    model = FunctionModel(lambda request: "done" if request.tool_choice == "none" else tool_call("finish"))
+    async with Hive.open(settings, model=model) as hive:
+        done = await hive.run("lint the code and scan for leaked credentials", workspace=sample_workspace)
+        step = done.subtasks[1]
+        assert step.agent == "security" and "This is one step of the request" in step.text
+        assert (await hive.route("scan for leaked credentials")).stage == "rule"  # a security keyword rule
+        await hive.correct(step.task_id, "ops")
+        route = await hive.route("Scan for  leaked credentials.")
+        assert (route.agent, route.stage) == ("ops", "correction")  # the correction wins over the rule
+    async with Hive.open(settings, model=ScriptedModel([])) as hive:  # and still does after a restart
+        assert (await hive.route("scan for leaked credentials")).agent == "ops"
+        assert (await hive.route("scan for leaked AWS credentials")).agent == "security"  # other text: the rule
+    learned = (settings.data_dir / "routing" / "corrections.jsonl").read_text()
+    assert "scan for leaked credentials" in learned and "one step of the request" not in learned

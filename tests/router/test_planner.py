@@ -1,11 +1,14 @@
 """The planner: compound requests become validated DAGs; plans run with briefs, in parallel where they can."""
 
+import io
 from pathlib import Path
 
 import anyio
 import pytest
+from rich.console import Console
 
 from mcphive import Hive, ModelUnavailable, Settings, TaskStatus
+from mcphive._report import render_result, result_findings
 from mcphive.agents.spec import load_specs
 from mcphive.embeddings import get_embedder
 from mcphive.inference.base import ChatRequest, ChatResponse
@@ -118,6 +121,29 @@ async def test_a_compound_request_runs_as_subtasks_with_briefs_and_is_recorded(
     assert docs_brief.startswith("document it") and "answer for: run the tests" in docs_brief  # its input's result
     assert result.usage.model_calls == sum(s.usage.model_calls for s in result.subtasks) > 0
     assert recorded is not None and [s.agent for s in recorded.subtasks] == ["code", "test", "docs"]
+    # each step's route is how its clause alone was routed, not a blanket "explicit"
+    routes = [s.route for s in result.subtasks]
+    assert all(r is not None and r.stage in ("rule", "semantic") for r in routes), routes
+    assert [r.agent for r in routes if r is not None] == ["code", "test", "docs"]
+
+
+async def test_a_plans_report_shows_each_steps_tool_calls_and_all_their_findings(
+    settings: Settings, sample_workspace: Path
+) -> None:
+    model = FunctionModel(lambda request: "done" if request.tool_choice == "none" else tool_call("finish"))
+    async with Hive.open(settings, model=model) as hive:
+        result = await hive.run("lint the code and scan for leaked credentials", workspace=sample_workspace)
+    console = Console(file=io.StringIO(), width=200, markup=False)
+    render_result(result, console)
+    report = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "plan: lint the code" in report.splitlines()[0]
+    assert "out of scope" not in report and "route: plan of 2 subtasks" in report
+    assert "s1 · code agent" in report and "s2 · security agent" in report
+    assert "ruff_check" in report and "secret_scan" in report  # each step's survey calls
+    # the findings table holds every step's findings (the plan itself made no tool call)
+    secrets = [f for f in result.subtasks[1].findings if f.tool == "detect-secrets"]
+    assert secrets and result.findings and f"findings ({len(result_findings(result))})" in report
+    assert any(f"{f.file}:{f.line}" in report for f in secrets)
 
 
 async def test_independent_subtasks_run_in_parallel(settings: Settings, sample_workspace: Path) -> None:
