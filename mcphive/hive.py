@@ -48,8 +48,8 @@ from mcphive.router.events import EventBus
 from mcphive.router.ledger import ToolLedger
 from mcphive.router.llm_router import LLMRouter
 from mcphive.router.manager import AgentManager, ManagerDeps, Parked
-from mcphive.router.plan_runner import goal_of
-from mcphive.router.planner import Planner
+from mcphive.router.plan_runner import goal_of, step_task_id
+from mcphive.router.planner import MAX_PLAN_STEPS, Planner
 from mcphive.router.queues import Claim, SqlQueue, TaskQueue, keep_alive, open_queue
 from mcphive.router.semantic import SemanticRouter
 from mcphive.settings import Settings, load_settings
@@ -472,7 +472,7 @@ class Hive:
             return
         ok = outcome.status is TaskStatus.SUCCEEDED
         if await self.queue.finish(claim.task.id, worker_id, ok=ok, error=outcome.error or ""):
-            await self.manager.forget(claim.task.id)
+            await self.manager.forget(claim.task.id, [sub.task_id for sub in outcome.subtasks])
         self._settle(claim.task.id, outcome)
 
     async def approve(self, task_id: str, *, by: str | None = None, reason: str = "") -> ApprovalRequest:
@@ -608,7 +608,8 @@ class Hive:
     async def cancel(self, task_id: str) -> bool:
         """Cancel a queued or running task; False if it had already ended."""
         if await self.queue.remove(task_id):
-            await self.manager.forget(task_id)
+            # An earlier run (its worker died) may have begun a plan: its steps' checkpoints go too.
+            await self.manager.forget(task_id, [step_task_id(task_id, f"s{n}") for n in range(1, MAX_PLAN_STEPS + 1)])
             result = TaskResult(task_id=task_id, text="", status=TaskStatus.CANCELLED, error="cancelled before it ran")
             await self.memory.set_status(task_id, TaskStatus.CANCELLED, error=result.error)
             self._bus.publish(task_id, "finished", {"status": "cancelled"})

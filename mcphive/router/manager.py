@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,10 +85,11 @@ class AgentManager:
         scope.cancel()
         return True
 
-    async def forget(self, task_id: str) -> None:
-        """Delete a task's checkpoint once the task has ended for good."""
+    async def forget(self, task_id: str, subtask_ids: Iterable[str] = ()) -> None:
+        """Delete a task's checkpoint, and its plan's steps' (``subtask_ids``), once the task has ended for good."""
         if self._d.checkpointer is not None:
-            await self._d.checkpointer.adelete_thread(task_id)
+            for thread in (task_id, *subtask_ids):
+                await self._d.checkpointer.adelete_thread(thread)
 
     async def execute(self, task: Task, decisions: Mapping[str, ApprovalDecision] | None = None) -> TaskResult | Parked:
         """Route and run ``task`` to completion, failure, timeout, cancellation or an approval; always recorded.
@@ -204,7 +205,8 @@ class AgentManager:
         budget: Budget,
         decisions: Mapping[str, ApprovalDecision] | None,
     ) -> None:
-        """Run the routed agent; ``decisions`` None marks a step of a plan (no checkpoint, cannot park)."""
+        """Run the routed agent; ``decisions`` None marks a step of a plan (checkpointed under its own id, but
+        it cannot park)."""
         result.route, result.agent = route, route.agent
         await emit("routed", route.model_dump())
         if route.agent is None:
@@ -229,7 +231,7 @@ class AgentManager:
             can_park=decisions is not None,
             decisions=decisions or {},
             ledger=self._d.ledger,
-            checkpointer=self._d.checkpointer if decisions is not None else None,
+            checkpointer=self._d.checkpointer,
         )
         started = time.perf_counter()
         try:

@@ -10,6 +10,7 @@ dependency failed is skipped, and says why.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,13 +21,14 @@ from mcphive.errors import MCPHiveError
 from mcphive.outcome import fill_outcome
 from mcphive.types import Plan, PlanStep, Route, Task, TaskResult, TaskStatus, Usage
 
-__all__ = ["Emit", "RunSubtask", "brief", "goal_of", "run_plan"]
+__all__ = ["Emit", "RunSubtask", "brief", "goal_of", "run_plan", "step_task_id"]
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 RunSubtask = Callable[[Task, TaskResult, PlanStep], Awaitable[None]]
 
 _BRIEF_RESULT_CHARS = 600
 _STEP_OF = "This is one step of the request: "
+_STEP_IDS = uuid.UUID("5d1e7c3a-8f0b-4c39-9a57-2b6f0e4d9c11")
 _BRIEF_FINDINGS = 5
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,15 @@ def brief(step: PlanStep, parent_text: str, inputs: dict[str, dict[str, Any]]) -
                 for c in outcome.get("changes") or []
             )
     return "\n".join(lines)
+
+
+def step_task_id(task_id: str, step_id: str) -> str:
+    """The id of step ``step_id`` of task ``task_id``'s plan: the same on every run of the task.
+
+    A plan that runs again (its worker died) finds each step's checkpoint and ledger entries under it:
+    a finished step is not run again and a started one continues where it stopped.
+    """
+    return uuid.uuid5(_STEP_IDS, f"{task_id}/{step_id}").hex
 
 
 def goal_of(text: str) -> str:
@@ -95,8 +106,9 @@ class _PlanRun:
             for dep in step.depends_on:
                 await self.done[dep].wait()
             inputs = {dep: await self._read(dep) for dep in step.depends_on}
-            child = Task(text=brief(step, self.task.text, inputs), workspace=self.task.workspace,
-                         priority=self.task.priority, agent=step.agent, principal=self.task.principal)  # fmt: skip
+            child = Task(id=step_task_id(self.task.id, step.id), text=brief(step, self.task.text, inputs),
+                         workspace=self.task.workspace, priority=self.task.priority, agent=step.agent,
+                         principal=self.task.principal)  # fmt: skip
             result = TaskResult(task_id=child.id, text=child.text, status=TaskStatus.RUNNING, principal=child.principal)
             failed = [d for d, o in inputs.items() if o.get("status") != TaskStatus.SUCCEEDED.value]
             if failed:

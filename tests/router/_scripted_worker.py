@@ -4,6 +4,9 @@ Settings come from MCPHIVE_* like ``mcphive worker``'s. The model appends a mark
 ``replace_block`` (a real write, one mark per execution), then finishes. Each model request is logged
 to LOG as one line. In MODE ``stall`` the model hangs once the write is done (the test kills the
 process there); in MODE ``go`` it carries on.
+
+For a plan ("fix the counter, then document it"), each line starts with the step's agent (code or docs):
+the code step writes as above; in MODE ``stall-docs`` the model hangs on the docs step's first request.
 """
 
 from __future__ import annotations
@@ -21,8 +24,15 @@ from mcphive.inference.testing import FunctionModel, tool_call
 def main(mode: str, log: Path) -> None:
     async def reply(request: ChatRequest) -> ChatResponse | str:
         wrote = any("replace_block" in (message.content or "") for message in request.messages)
+        task = next(message.content or "" for message in request.messages if message.role == "user")
+        docs = "document it" in task.splitlines()[0]
+        step = ("docs " if docs else "code ") if "one step of the request" in task else ""
         with log.open("a") as f:
-            f.write(f"{request.tool_choice} {'after-write' if wrote else 'before-write'}\n")
+            f.write(f"{step}{request.tool_choice} {'after-write' if wrote else 'before-write'}\n")
+        if docs:
+            if mode == "stall-docs":
+                await anyio.sleep_forever()
+            return "documented" if request.tool_choice == "none" else tool_call("finish")
         if request.tool_choice == "none":
             return "done"
         if not wrote:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import anyio
@@ -21,6 +23,13 @@ WORKER = str(Path(__file__).with_name("_scripted_worker.py"))
 
 def spawn(mode: str, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, WORKER, mode, str(log)], env=env, stderr=subprocess.DEVNULL)
+
+
+def checkpointed(database: Path, threads: list[str]) -> int:
+    """How many checkpoints the SQLite saver holds for ``threads``."""
+    with closing(sqlite3.connect(database)) as db:
+        marks = ",".join("?" * len(threads))
+        return int(db.execute(f"SELECT count(*) FROM checkpoints WHERE thread_id IN ({marks})", threads).fetchone()[0])
 
 
 def lines(log: Path) -> list[str]:
@@ -77,3 +86,47 @@ async def test_a_task_whose_worker_was_killed_resumes_from_its_last_completed_st
     assert result.answer == "done"
     # The checkpoints were where the queue is: nothing of them in the data folder with PostgreSQL.
     assert (data_dir / "checkpoints.db").exists() is (backend == "sqlite")
+
+
+@pytest.mark.anyio
+async def test_a_plan_whose_worker_was_killed_does_not_run_its_finished_step_again(
+    settings: Settings, sample_workspace: Path, tmp_path: Path
+) -> None:
+    """Each step of a plan is checkpointed under an id derived from the task's: a plan that runs again after its
+    worker died finds its finished step done (no model call, no second write) and runs the rest."""
+    (sample_workspace / "counter.txt").write_text("count\n")
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "MCPHIVE_DATA_DIR": str(data_dir), "MCPHIVE_QUEUE": "sqlite",
+           "MCPHIVE_QUEUE_LEASE_S": "3", "MCPHIVE_QUEUE_POLL_S": "0.1"}  # fmt: skip
+    front_settings = settings.model_copy(update={"queue": "sqlite", "queue_poll_s": 0.05, "workers": 0,
+                                                 "data_dir": data_dir})  # fmt: skip
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = spawn("stall-docs", first_log, env)
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        async with Hive.open(front_settings, model=ScriptedModel([])) as front:
+            handle = await front.submit("fix the counter, then document it", workspace=sample_workspace)
+            with anyio.fail_after(180):
+                while not any(line.startswith("docs ") for line in lines(first_log)):  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            first.send_signal(signal.SIGKILL)  # dies in the plan's second step
+            first.wait()
+            second = spawn("go", second_log, env)
+            with anyio.fail_after(300):
+                result = await handle.wait()
+            threads = [handle.id, *(sub.task_id for sub in result.subtasks)]
+            with anyio.fail_after(60):  # the worker deletes the checkpoints once it has finished the task
+                while checkpointed(data_dir / "checkpoints.db", threads):  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+            second.wait()
+    assert result.status is TaskStatus.SUCCEEDED, result.error
+    assert [s.agent for s in result.subtasks] == ["code", "docs"]
+    assert lines(first_log)[:3] == ["code required before-write", "code required after-write", "code none after-write"]
+    assert not any(line.startswith("code ") for line in lines(second_log))  # the finished step is not run again
+    assert (sample_workspace / "counter.txt").read_text() == "count +\n"  # written once
+    assert "replace_block" in [c.tool for c in result.subtasks[0].tool_calls]
+    assert result.subtasks[1].answer == "documented"
