@@ -25,6 +25,11 @@ class Budget:
     used: int = 0
     warned: bool = field(default=False)
 
+    def carry(self, usage: Usage) -> None:
+        """Count tokens an earlier run of the task spent (a resumed or already finished run); the next charge
+        warns or stops as if they had been charged here."""
+        self.used += usage.input_tokens + usage.output_tokens
+
     async def charge(self, usage: Usage, emit: Callable[[str, dict[str, Any]], Awaitable[None]]) -> None:
         """Add one model call's tokens; warn once past the soft limit.
 

@@ -358,6 +358,8 @@ async def run_agent(ctx: LoopContext) -> AgentRun:
     if ctx.checkpointer is not None:
         config["configurable"] = {"thread_id": ctx.task_id}
         saved = await _graph(ctx.checkpointer).aget_state(config)
+        if saved.values:  # the budget counts what the earlier run spent, not only this run's calls
+            ctx.budget.carry(saved.values.get("usage") or Usage())
         if saved.values and not saved.next:
             done: AgentRun = saved.values
             return done
