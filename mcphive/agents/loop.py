@@ -98,7 +98,7 @@ class LoopContext:
     approval_required: bool = False
     """Writing calls wait for a decision in ``decisions``; without one the run raises :class:`ApprovalNeeded`."""
     can_park: bool = True
-    """False where nothing can wait for a decision (a step of a plan): such calls are refused instead."""
+    """False where nothing can wait for a decision: such calls are refused instead."""
     decisions: Mapping[str, ApprovalDecision] = field(default_factory=dict)
     ledger: Ledger | None = None
     checkpointer: Any = None
@@ -166,8 +166,7 @@ def _refusal(ctx: LoopContext, key: str, server: str, name: str, arguments: dict
     """None when the call was approved; the tool result the model gets when it was rejected; else park."""
     decision = ctx.decisions.get(key)
     if decision is None and not ctx.can_park:
-        return (f"{name} needs approval, which a step of a multi-step plan cannot wait for; the call was not "
-                "made. Submit this step as a task of its own to have it approved.")  # fmt: skip
+        return f"{name} needs approval, which this run cannot wait for; the call was not made."
     if decision is None:
         request = ApprovalRequest(task_id=ctx.task_id, call_key=key, server=server, tool=name, arguments=arguments)
         raise ApprovalNeeded(request)

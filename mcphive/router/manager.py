@@ -31,7 +31,7 @@ from mcphive.memory import EpisodicMemory
 from mcphive.outcome import fill_outcome
 from mcphive.router.cascade import RoutingCascade
 from mcphive.router.events import EventBus
-from mcphive.router.plan_runner import Emit, RunSubtask, run_plan
+from mcphive.router.plan_runner import Emit, RunSubtask, run_plan, step_call_key
 from mcphive.router.planner import Planner
 from mcphive.tracing import tracer
 from mcphive.types import ApprovalDecision, ApprovalRequest, Plan, PlanStep, Route, Task, TaskResult, TaskStatus
@@ -168,7 +168,8 @@ class AgentManager:
                 plan = await self._plan(task)
                 if plan is not None:
                     state = next(c for c in await self._d.connections(task) if c.name == "state")
-                    await run_plan(task, plan, result, self._subtask_runner(timings, emit, budget), emit, state)
+                    runner = self._subtask_runner(timings, emit, budget, decisions)
+                    await run_plan(task, plan, result, runner, emit, state)
                     return
                 route = await self._route(task, timings)
                 await self._run_routed(task, route, result, timings, emit, budget, decisions)
@@ -183,15 +184,19 @@ class AgentManager:
             span.set_attribute("mcphive.subtasks", len(plan.steps) if plan else 0)
             return plan
 
-    def _subtask_runner(self, timings: dict[str, float], emit: Emit, budget: Budget) -> RunSubtask:
+    def _subtask_runner(
+        self, timings: dict[str, float], emit: Emit, budget: Budget, decisions: Mapping[str, ApprovalDecision]
+    ) -> RunSubtask:
         async def run(child: Task, result: TaskResult, step: PlanStep) -> None:
             # The clause's own decision when the plan came from the template (shown and recorded as the route);
             # a model's plan assigns agents itself.
             route = step.route or Route(
                 agent=step.agent, confidence=1.0, stage="explicit", reason="assigned by the plan"
             )
-            # A step of a plan cannot park on its own: its writing calls that need approval are refused.
-            await self._run_routed(child, route, result, timings, emit, budget, None)
+            # The plan's decisions are keyed "<step id>/<call key>" (see plan_runner.step_call_key).
+            prefix = step_call_key(step.id, "")
+            mine = {k.removeprefix(prefix): d for k, d in decisions.items() if k.startswith(prefix)}
+            await self._run_routed(child, route, result, timings, emit, budget, mine)
 
         return run
 
@@ -203,10 +208,9 @@ class AgentManager:
         timings: dict[str, float],
         emit: Emit,
         budget: Budget,
-        decisions: Mapping[str, ApprovalDecision] | None,
+        decisions: Mapping[str, ApprovalDecision],
     ) -> None:
-        """Run the routed agent; ``decisions`` None marks a step of a plan (checkpointed under its own id, but
-        it cannot park)."""
+        """Run the routed agent (a task, or a step of a plan under the step's own id), checkpointed."""
         result.route, result.agent = route, route.agent
         await emit("routed", route.model_dump())
         if route.agent is None:
@@ -228,8 +232,7 @@ class AgentManager:
             budget=budget,
             task_id=task.id,
             approval_required=self._d.approval_required,
-            can_park=decisions is not None,
-            decisions=decisions or {},
+            decisions=decisions,
             ledger=self._d.ledger,
             checkpointer=self._d.checkpointer,
         )

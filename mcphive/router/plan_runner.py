@@ -16,12 +16,13 @@ from typing import Any
 
 import anyio
 
+from mcphive.agents.loop import ApprovalNeeded
 from mcphive.agents.toolbox import Connection
 from mcphive.errors import MCPHiveError
 from mcphive.outcome import fill_outcome
 from mcphive.types import Plan, PlanStep, Route, Task, TaskResult, TaskStatus, Usage
 
-__all__ = ["Emit", "RunSubtask", "brief", "goal_of", "run_plan", "step_task_id"]
+__all__ = ["Emit", "RunSubtask", "brief", "goal_of", "run_plan", "step_call_key", "step_task_id"]
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 RunSubtask = Callable[[Task, TaskResult, PlanStep], Awaitable[None]]
@@ -86,12 +87,19 @@ def _outcome(result: TaskResult) -> dict[str, Any]:
     }
 
 
+def step_call_key(step_id: str, key: str) -> str:
+    """A step's writing call as the plan's task knows it: approvals are asked and decided on the plan's task."""
+    return f"{step_id}/{key}"
+
+
 class _PlanRun:
     def __init__(self, task: Task, plan: Plan, state: Connection, run_subtask: RunSubtask) -> None:
         self.task, self.plan, self.state, self.run_subtask = task, plan, state, run_subtask
         self.namespace = f"plan:{task.id}"
         self.done = {step.id: anyio.Event() for step in plan.steps}
         self.results: dict[str, TaskResult] = {}
+        self.parked: ApprovalNeeded | None = None
+        self.scope = anyio.CancelScope()
 
     async def _read(self, key: str) -> dict[str, Any]:
         got = await self.state.client.call_tool("state_get", {"namespace": self.namespace, "key": key})
@@ -119,6 +127,8 @@ class _PlanRun:
                 result.agent = step.agent
             else:
                 await self._run_child(child, result, step)
+                if self.parked is not None:
+                    return
             fill_outcome(result)
             self.results[step.id] = result
             await self._publish(step.id, _outcome(result))
@@ -128,6 +138,15 @@ class _PlanRun:
     async def _run_child(self, child: Task, result: TaskResult, step: PlanStep) -> None:
         try:
             await self.run_subtask(child, result, step)
+        except ApprovalNeeded as e:
+            # The whole plan parks on its task: the other steps stop where they are, checkpointed, and every
+            # step continues (a finished one returns its saved state) when the plan's task is claimed again.
+            request = e.request.model_copy(
+                update={"task_id": self.task.id, "call_key": step_call_key(step.id, e.request.call_key)}
+            )
+            if self.parked is None:
+                self.parked = ApprovalNeeded(request)
+            self.scope.cancel()
         except MCPHiveError as e:  # one failed subtask fails its step, not the whole plan at once
             result.status, result.error = TaskStatus.FAILED, str(e)
         except Exception as e:  # a bug in one subtask must not take its siblings down either
@@ -142,9 +161,13 @@ async def run_plan(task: Task, plan: Plan, result: TaskResult, run_subtask: RunS
     result.route = Route(agent=None, confidence=1.0, stage="plan", reason=f"{len(plan.steps)} subtasks — {reason}")
     await emit("planned", plan.model_dump())
     run = _PlanRun(task, plan, state, run_subtask)
-    async with anyio.create_task_group() as tg:
-        for step in plan.steps:
-            tg.start_soon(run.run_step, step)
+    with run.scope:
+        async with anyio.create_task_group() as tg:
+            for step in plan.steps:
+                tg.start_soon(run.run_step, step)
+    if run.parked is not None:
+        result.subtasks = [run.results[step.id] for step in plan.steps if step.id in run.results]
+        raise run.parked
     result.subtasks = [run.results[step.id] for step in plan.steps]
     result.usage = sum((sub.usage for sub in result.subtasks), Usage())
     result.model = next((sub.model for sub in result.subtasks if sub.model), "")

@@ -13,6 +13,7 @@ from mcp import Client
 
 from mcphive import Hive, Settings, TaskStatus, UsageError
 from mcphive.cli import main
+from mcphive.inference.base import ChatRequest, ChatResponse
 from mcphive.inference.testing import FunctionModel, tool_call
 from mcphive.mcp_servers.gateway import build_gateway
 from mcphive.router.queue_sql import DurableQueue
@@ -181,3 +182,40 @@ async def test_the_gateway_shows_the_pending_call_and_decides_on_it(settings: Se
     assert again.is_error and "not awaiting approval" in str(again.content)
     assert result.structured_content is not None and result.structured_content["status"] == "succeeded"
     assert not (sample_workspace / NOTES).exists()
+
+
+@pytest.mark.anyio
+async def test_a_plan_parks_on_its_task_when_a_step_wants_to_write_and_resumes_after_approval(
+    settings: Settings, sample_workspace: Path
+) -> None:
+    goals: list[str] = []
+
+    def reply(request: ChatRequest) -> ChatResponse | str:
+        goal = (
+            next(m.content or "" for m in request.messages if m.role == "user").splitlines()[0].removeprefix("Task: ")
+        )
+        goals.append(goal)
+        if request.tool_choice == "none":
+            return "done"
+        if goal.startswith("document") and NOTES not in (request.messages[-1].content or ""):
+            return tool_call("write_file", path=NOTES, content="hello\n")
+        return tool_call("finish")
+
+    text = "scan for leaked credentials, then document them"  # the docs step waits for the security step
+    async with Hive.open(settings, model=FunctionModel(reply), workers=1, approval="writes") as hive:
+        handle = await hive.submit(text, workspace=sample_workspace)
+        await until_status(hive, handle.id, TaskStatus.AWAITING_APPROVAL)
+        request = await hive.pending_approval(handle.id)
+        assert request is not None and request.task_id == handle.id  # asked on the plan's task, not a step's
+        assert request.call_key.startswith("s2/") and request.tool == "write_file"
+        assert not (sample_workspace / NOTES).exists()
+        security_calls = sum(g.startswith("scan") for g in goals)
+        await hive.approve(handle.id)
+        with anyio.fail_after(120):
+            result = await handle.wait()
+    assert result.status is TaskStatus.SUCCEEDED, result.error
+    assert [s.agent for s in result.subtasks] == ["security", "docs"]
+    assert (sample_workspace / NOTES).read_text() == "hello\n"
+    assert not result.subtasks[1].tool_calls[-1].is_error and result.subtasks[1].tool_calls[-1].tool == "write_file"
+    # the step that had finished before the plan parked was not run again
+    assert sum(g.startswith("scan") for g in goals) == security_calls == 2
