@@ -52,7 +52,7 @@ from mcphive.router.plan_runner import goal_of, step_task_id
 from mcphive.router.planner import MAX_PLAN_STEPS, Planner
 from mcphive.router.queues import Claim, SqlQueue, TaskQueue, keep_alive, open_queue
 from mcphive.router.semantic import SemanticRouter
-from mcphive.settings import Settings, load_settings
+from mcphive.settings import Settings, load_settings, planner_mode
 from mcphive.types import (
     ApprovalDecision,
     ApprovalRequest,
@@ -224,6 +224,7 @@ class Hive:
         self.queue: TaskQueue = open_queue(settings)
         # The ledger outlives the worker: in the durable queue's database, which every worker shares.
         ledger = ToolLedger(self.queue.engine if isinstance(self.queue, SqlQueue) else self.memory.engine)
+        mode = planner_mode(settings.planner)  # a bool from Settings.model_copy is not validated
         self.manager = AgentManager(
             ManagerDeps(
                 specs=self.specs,
@@ -234,7 +235,7 @@ class Hive:
                 model=self.model,
                 max_model_steps=settings.max_model_steps,
                 task_timeout_s=settings.task_timeout_s,
-                planner=Planner(self.cascade) if settings.planner else None,
+                planner=Planner(self.cascade, use_model=mode == "model") if mode != "off" else None,
                 max_task_tokens=settings.max_task_tokens,
                 approval_required=settings.approval == "writes",
                 ledger=ledger,

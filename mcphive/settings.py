@@ -175,7 +175,12 @@ class Settings(BaseSettings):
         "files) until `mcphive approve` / `reject` (or Hive.approve / reject) decides; never: writing tools just run.",
     )
 
-    planner: bool = Field(True, description="Split compound requests ('fix X, test it, document it') into subtasks.")
+    planner: Literal["off", "template", "model"] = Field(
+        "template",
+        description="Split compound requests ('fix X, test it, document it') into subtasks: template (by clauses and "
+        "action verbs), model (the template, else the model's schema-constrained plan; for a strong model), or off. "
+        "true and false mean template and off.",
+    )
     policy: PolicyConfig = Field(
         default_factory=PolicyConfig, description="Auth tokens, origins, size and rate limits of the HTTP servers."
     )
@@ -230,6 +235,12 @@ class Settings(BaseSettings):
     memory_consolidation_batch: int = Field(
         20, ge=2, le=500, description="Episodes of one thread summarised into one consolidated note."
     )
+
+    @field_validator("planner", mode="before")
+    @classmethod
+    def _planner_switch(cls, value: Any) -> Any:
+        """``planner = true / false`` (and MCPHIVE_PLANNER=1 / 0) keep meaning the template planner / none."""
+        return planner_mode(value)
 
     @field_validator("mcp_servers", mode="after")
     @classmethod
@@ -313,3 +324,16 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
         raise ConfigError(
             f"invalid setting {where!r}: {first['msg']}; fix mcphive.toml or MCPHIVE_{where.upper()}"
         ) from e
+
+
+def planner_mode(value: Any) -> Any:
+    """The planner setting with the booleans of earlier configurations mapped to modes (other values unchanged)."""
+    if isinstance(value, bool):
+        return "template" if value else "off"
+    if isinstance(value, str) and value.strip().lower() in _SWITCHES:
+        return _SWITCHES[value.strip().lower()]
+    return value
+
+
+_SWITCHES = {"true": "template", "1": "template", "yes": "template", "on": "template",
+             "false": "off", "0": "off", "no": "off"}  # fmt: skip

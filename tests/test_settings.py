@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from mcphive.errors import ConfigError
-from mcphive.settings import load_settings
+from mcphive.settings import Settings, load_settings
 
 
 def test_file_values_are_overridden_by_environment_then_by_flags(
@@ -59,3 +59,15 @@ def test_state_defaults_to_the_users_data_directory(monkeypatch: pytest.MonkeyPa
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert load_settings().data_dir == (tmp_path / "xdg" / "mcphive").resolve()
+
+
+@pytest.mark.parametrize(("value", "mode"), [(True, "template"), (False, "off"), ("model", "model"), ("0", "off")])
+def test_the_planner_setting_takes_a_mode_or_the_old_switch(value: object, mode: str) -> None:
+    assert Settings(planner=value).planner == mode  # type: ignore[arg-type]
+
+
+def test_an_unknown_planner_mode_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "mcphive.toml"
+    config.write_text('planner = "llm"\n')
+    with pytest.raises(ConfigError, match="planner"):
+        load_settings(config)

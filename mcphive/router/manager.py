@@ -24,21 +24,34 @@ from opentelemetry import trace
 from mcphive.agents.budget import Budget
 from mcphive.agents.loop import ApprovalNeeded, Ledger, LoopContext, run_agent
 from mcphive.agents.spec import AgentSpec
-from mcphive.agents.toolbox import Connection, ToolBox
-from mcphive.errors import MCPHiveError, TaskTimeout
+from mcphive.agents.toolbox import Connection, ToolBox, ToolOutcome
+from mcphive.errors import MCPHiveError, ModelUnavailable, TaskTimeout
 from mcphive.inference.base import ChatModel
 from mcphive.memory import EpisodicMemory
 from mcphive.outcome import fill_outcome
 from mcphive.router.cascade import RoutingCascade
 from mcphive.router.events import EventBus
 from mcphive.router.plan_runner import Emit, RunSubtask, run_plan, step_call_key
-from mcphive.router.planner import Planner
+from mcphive.router.planner import InvalidPlan, Planner
 from mcphive.tracing import tracer
-from mcphive.types import ApprovalDecision, ApprovalRequest, Plan, PlanStep, Route, Task, TaskResult, TaskStatus
+from mcphive.types import (
+    ApprovalDecision,
+    ApprovalRequest,
+    Plan,
+    PlanStep,
+    Route,
+    Task,
+    TaskResult,
+    TaskStatus,
+    Usage,
+)
 
 __all__ = ["AgentManager", "ManagerDeps", "Parked"]
 
 log = logging.getLogger(__name__)
+
+_PLAN_KEY = "plan"
+"""The ledger key of a task's plan from the model."""
 
 
 @dataclass
@@ -165,24 +178,57 @@ class AgentManager:
         budget = Budget(self._d.max_task_tokens)  # one allowance for the task and all its subtasks
         try:
             with anyio.fail_after(self._d.task_timeout_s):
-                plan = await self._plan(task)
+                plan, planning = await self._plan(task, budget, emit)
                 if plan is not None:
                     state = next(c for c in await self._d.connections(task) if c.name == "state")
                     runner = self._subtask_runner(timings, emit, budget, decisions)
                     await run_plan(task, plan, result, runner, emit, state)
-                    return
-                route = await self._route(task, timings)
-                await self._run_routed(task, route, result, timings, emit, budget, decisions)
+                else:
+                    route = await self._route(task, timings)
+                    await self._run_routed(task, route, result, timings, emit, budget, decisions)
+                result.usage = result.usage + planning
         except TimeoutError as e:
             raise TaskTimeout(f"task ran past its {self._d.task_timeout_s:.0f} s limit; raise task_timeout_s") from e
 
-    async def _plan(self, task: Task) -> Plan | None:
-        if task.agent is not None or self._d.planner is None:
-            return None
+    async def _plan(self, task: Task, budget: Budget, emit: Emit) -> tuple[Plan | None, Usage]:
+        """The task's plan (None: one task) and the tokens planning took."""
+        planner = self._d.planner
+        if task.agent is not None or planner is None:
+            return None, Usage()
         with tracer().start_as_current_span("mcphive.plan") as span:
-            plan = await self._d.planner.from_template(task.text)
+            plan, usage = await planner.from_template(task.text), Usage()
+            if plan is None and planner.use_model:
+                plan, usage = await self._model_plan(planner, task, budget, emit)
             span.set_attribute("mcphive.subtasks", len(plan.steps) if plan else 0)
-            return plan
+            return plan, usage
+
+    async def _model_plan(self, planner: Planner, task: Task, budget: Budget, emit: Emit) -> tuple[Plan | None, Usage]:
+        """The model's plan for a request the template did not split, or None to run it as one task.
+
+        The answer is recorded in the ledger: a plan handed out again must follow the same steps, since each
+        step's checkpoint is found by its step id. A model that is down is not recorded (the next run asks again).
+        """
+        ledger = self._d.ledger
+        if ledger is not None and (recorded := await ledger.recorded(task.id, _PLAN_KEY)) is not None:
+            saved = (recorded.structured or {}).get("plan")
+            return (Plan.model_validate(saved) if saved else None), Usage()
+        plan: Plan | None
+        try:
+            plan, usage = await planner.plan_with_model(task.text, self._d.model())
+        except ModelUnavailable as e:
+            log.warning("task %s: the model could not plan it (%s); it runs as one task", task.id, e)
+            return None, Usage()
+        except InvalidPlan as e:
+            log.warning("task %s: the model's plan was refused (%s); it runs as one task", task.id, e)
+            plan, usage = None, Usage()
+        await budget.charge(usage, emit)
+        if plan is not None and len(plan.steps) < 2:
+            plan = None  # one step: the cascade routes it like any task
+        if ledger is not None:
+            saved_plan = plan.model_dump(mode="json") if plan is not None else None
+            outcome = ToolOutcome(text="", structured={"plan": saved_plan}, is_error=False, duration_ms=0.0)
+            await ledger.record(task.id, _PLAN_KEY, "mcphive", "plan", {}, outcome)
+        return plan, usage
 
     def _subtask_runner(
         self, timings: dict[str, float], emit: Emit, budget: Budget, decisions: Mapping[str, ApprovalDecision]

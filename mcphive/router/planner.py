@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from mcphive.errors import UsageError
 from mcphive.inference.base import ChatMessage, ChatModel, ChatRequest, ToolSpec
 from mcphive.router.cascade import RoutingCascade
-from mcphive.types import Plan, PlanStep
+from mcphive.types import Plan, PlanStep, Usage
 
 __all__ = ["InvalidPlan", "Planner", "split_clauses", "validate_plan"]
 
@@ -95,9 +95,11 @@ def _topological(plan: Plan) -> list[str]:
 class Planner:
     """Turns request text into a plan, or says it is a single task (``None``)."""
 
-    def __init__(self, cascade: RoutingCascade, *, max_steps: int = MAX_PLAN_STEPS) -> None:
+    def __init__(self, cascade: RoutingCascade, *, max_steps: int = MAX_PLAN_STEPS, use_model: bool = False) -> None:
         self._cascade = cascade
         self._max_steps = max_steps
+        self.use_model = use_model
+        """Ask the model for a plan when the template does not split a request (``planner = "model"``)."""
 
     async def from_template(self, text: str) -> Plan | None:
         """A plan from the clause template, or None when the request is one task or a clause is out of scope."""
@@ -130,6 +132,15 @@ class Planner:
         Raises:
             InvalidPlan: the model's plan is not valid JSON or fails validation.
         """
+        plan, _usage = await self.plan_with_model(text, model)
+        return plan
+
+    async def plan_with_model(self, text: str, model: ChatModel) -> tuple[Plan, Usage]:
+        """:meth:`from_model`, with the tokens the model call took (a task's budget and usage count them).
+
+        Raises:
+            InvalidPlan: the model's plan is not valid JSON or fails validation.
+        """
         request = ChatRequest(
             messages=[
                 ChatMessage(role="system", content=_PLANNER_PROMPT.format(agents=", ".join(self._cascade.agents))),
@@ -140,6 +151,7 @@ class Planner:
             max_tokens=400,
         )
         response = await model.chat(request)
+        usage = response.usage
         calls = response.message.tool_calls
         if not calls:
             raise InvalidPlan(f"the model returned no plan ({response.message.content[:120]!r}); retry or plan by hand")
@@ -149,7 +161,8 @@ class Planner:
                               depends_on=[f"s{d}" for d in s.get("after", [])]) for i, s in enumerate(raw)]  # fmt: skip
         except (KeyError, TypeError, ValueError) as e:
             raise InvalidPlan(f"the model's plan is malformed ({json.dumps(calls[0].arguments)[:200]})") from e
-        return validate_plan(Plan(steps=steps, source="model"), self._cascade.agents, max_steps=self._max_steps)
+        plan = validate_plan(Plan(steps=steps, source="model"), self._cascade.agents, max_steps=self._max_steps)
+        return plan, usage
 
 
 _PLANNER_PROMPT = (

@@ -179,3 +179,49 @@ async def test_a_failed_step_skips_the_steps_that_depend_on_it(settings: Setting
     assert result.status is TaskStatus.FAILED
     assert [s.status for s in result.subtasks] == [TaskStatus.FAILED, TaskStatus.CANCELLED]
     assert result.subtasks[1].error is not None and "s1 did not succeed" in result.subtasks[1].error
+
+
+async def test_planner_model_asks_the_model_when_the_template_does_not_split_and_records_its_plan(
+    settings: Settings, sample_workspace: Path
+) -> None:
+    steps = [
+        {"agent": "code", "goal": "tidy the pricing module"},
+        {"agent": "test", "goal": "run the tests", "after": [1]},
+    ]
+    plans = 0
+
+    def reply(request: ChatRequest) -> ChatResponse | str:
+        nonlocal plans
+        if request.tools and request.tools[0].name == "plan":
+            plans += 1
+            return tool_call("plan", steps=steps)
+        return "done" if request.tool_choice == "none" else tool_call("finish")
+
+    async with Hive.open(settings.model_copy(update={"planner": "model"}), model=FunctionModel(reply)) as hive:
+        result = await hive.run("make the pricing code easier to maintain", workspace=sample_workspace)
+        recorded = await hive.manager._d.ledger.recorded(result.task_id, "plan")  # type: ignore[union-attr]
+    assert result.status is TaskStatus.SUCCEEDED, result.error
+    assert [s.agent for s in result.subtasks] == ["code", "test"] and plans == 1
+    assert result.subtasks[1].text.startswith("run the tests")  # briefed with the code step's outcome
+    assert "s1 (code, succeeded" in result.subtasks[1].text
+    assert result.usage.model_calls == 1 + sum(s.usage.model_calls for s in result.subtasks)  # planning counts
+    # recorded, so a re-run of the task (its worker died) follows the same steps
+    assert recorded is not None and recorded.structured is not None
+    assert [s["agent"] for s in recorded.structured["plan"]["steps"]] == ["code", "test"]
+
+
+async def test_a_model_plan_that_fails_validation_runs_the_request_as_one_task(
+    settings: Settings, sample_workspace: Path
+) -> None:
+    def reply(request: ChatRequest) -> ChatResponse | str:
+        if request.tools and request.tools[0].name == "plan":
+            return tool_call(
+                "plan",
+                steps=[{"agent": "code", "goal": "a", "after": [2]}, {"agent": "test", "goal": "b", "after": [1]}],
+            )
+        return "done" if request.tool_choice == "none" else tool_call("finish")
+
+    async with Hive.open(settings.model_copy(update={"planner": "model"}), model=FunctionModel(reply)) as hive:
+        result = await hive.run("lint the code", workspace=sample_workspace)
+    assert result.status is TaskStatus.SUCCEEDED, result.error
+    assert result.subtasks == [] and result.agent == "code"  # the cycle was refused; the cascade routed it
