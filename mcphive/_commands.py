@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from mcphive.settings import Settings, load_settings
-from mcphive.types import Route, TaskResult, TaskStatus
+from mcphive.types import Plan, Route, TaskResult, TaskStatus
 
 __all__ = [
     "agents",
@@ -124,25 +124,35 @@ def route(args: argparse.Namespace) -> int:
         raise UsageError("give either the task text to route or --correct TASK_ID AGENT")
     settings = _settings(args)
 
-    async def go() -> Any:
+    async def go() -> tuple[Any, Plan | None]:
         async with Hive.open(settings, workers=1) as hive:
             if args.correct:
                 await hive.correct(*args.correct)
-                return None
-            return await hive.explain(args.text) if args.explain else await hive.route(args.text)
+                return None, None
+            answer = await hive.explain(args.text) if args.explain else await hive.route(args.text)
+            return answer, await hive.plan(args.text)
 
-    answer = anyio.run(go)
+    answer, plan = anyio.run(go)
     if args.correct:
         err.print(f"learned: tasks like {args.correct[0]} go to {args.correct[1]}", highlight=False)
-    elif args.json:
-        _print_json(answer if isinstance(answer, dict) else answer.model_dump(mode="json"))
-    elif isinstance(answer, dict):
+        return 0
+    if args.json:
+        data = answer if isinstance(answer, dict) else answer.model_dump(mode="json")
+        _print_json(data | ({"plan": plan.model_dump(mode="json")} if plan is not None else {}))
+        return 0
+    if isinstance(answer, dict):
         out.print(render_route(Route(**answer["route"])), highlight=False)
         for c in answer["scores"]:
             out.print(f"  {c['agent']:<10}{c['score']:.3f}", highlight=False)
         out.print(f"  out of scope below {answer['threshold']:.2f}", highlight=False)
     else:
         out.print(render_route(answer), highlight=False)
+    if plan is not None:  # what `mcphive run` would do with it: the router's single answer is not the whole story
+        out.print(f"as a task, it runs as a plan of {len(plan.steps)} steps:", highlight=False)
+        for step in plan.steps:
+            after = f" (after {', '.join(step.depends_on)})" if step.depends_on else ""
+            how = f", {step.route.stage} {step.route.confidence:.2f}" if step.route is not None else ""
+            out.print(f"  {step.id} {step.agent}{how}{after}: {step.goal}", highlight=False)
     return 0
 
 

@@ -57,6 +57,7 @@ from mcphive.types import (
     ApprovalDecision,
     ApprovalRequest,
     Event,
+    Plan,
     Principal,
     Priority,
     Route,
@@ -225,6 +226,7 @@ class Hive:
         # The ledger outlives the worker: in the durable queue's database, which every worker shares.
         ledger = ToolLedger(self.queue.engine if isinstance(self.queue, SqlQueue) else self.memory.engine)
         mode = planner_mode(settings.planner)  # a bool from Settings.model_copy is not validated
+        self._planner = Planner(self.cascade, use_model=mode == "model") if mode != "off" else None
         self.manager = AgentManager(
             ManagerDeps(
                 specs=self.specs,
@@ -235,7 +237,7 @@ class Hive:
                 model=self.model,
                 max_model_steps=settings.max_model_steps,
                 task_timeout_s=settings.task_timeout_s,
-                planner=Planner(self.cascade, use_model=mode == "model") if mode != "off" else None,
+                planner=self._planner,
                 max_task_tokens=settings.max_task_tokens,
                 approval_required=settings.approval == "writes",
                 ledger=ledger,
@@ -373,6 +375,15 @@ class Hive:
     async def route(self, text: str) -> Route:
         """Which agent would take ``text``; out-of-scope text gets ``agent=None``, never an exception."""
         return await self.cascade.route(self._validate(text, None))
+
+    async def plan(self, text: str) -> Plan | None:
+        """How :meth:`run` would split ``text``: the template's plan, or None when it runs as one task.
+
+        (With ``planner = "model"`` a request the template leaves whole is planned by the model when it runs,
+        not here: previewing should not cost a model call.)
+        """
+        text = self._validate(text, None)
+        return await self._planner.from_template(text) if self._planner is not None else None
 
     async def explain(self, text: str) -> dict[str, Any]:
         """The route of ``text`` with every agent's semantic score and the threshold, for ``route --explain``."""

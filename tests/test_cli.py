@@ -69,6 +69,19 @@ def test_route_text_json_in_the_order_the_docs_give(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["agent"] == "ops"
 
 
+def test_route_shows_the_plan_a_compound_request_would_run_as(tmp_path: Path) -> None:
+    text = "add caching to fetch_prices, test it, and document it"
+    shown = mcphive("route", text, data_dir=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[1] == "as a task, it runs as a plan of 3 steps:"
+    assert lines[2].startswith("  s1 code") and lines[2].endswith(": add caching to fetch_prices")
+    assert "s2 test" in lines[3] and "(after s1)" in lines[3] and "s3 docs" in lines[4]
+    as_json = json.loads(mcphive("route", text, "--json", data_dir=tmp_path).stdout)
+    assert [s["agent"] for s in as_json["plan"]["steps"]] == ["code", "test", "docs"] and "agent" in as_json
+    assert "plan" not in json.loads(mcphive("route", "lint the code", "--json", data_dir=tmp_path).stdout)
+
+
 def test_global_options_after_the_command_override_those_before_it() -> None:
     from mcphive.cli import _parser
 
