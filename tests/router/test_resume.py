@@ -8,13 +8,14 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
 
 import anyio
 import pytest
 
-from mcphive import Hive, Settings, TaskStatus
+from mcphive import Hive, Settings, TaskResult, TaskStatus
 from mcphive.inference.testing import ScriptedModel
 from mcphive.router.queue_sql import DurableQueue
 
@@ -36,6 +37,45 @@ def lines(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
+async def kill_midway_then_resume(
+    front_settings: Settings,
+    env: dict[str, str],
+    tmp_path: Path,
+    *,
+    mode: str,
+    text: str,
+    agent: str | None,
+    workspace: Path,
+    stalled: Callable[[str], bool],
+    then: Callable[[str, TaskResult], Awaitable[None]] | None = None,
+) -> tuple[str, TaskResult]:
+    """Submit ``text``; a worker in ``mode`` runs it until a line of its log (tmp_path/first.log) is ``stalled``
+    and is killed there, holding the lease; a second worker (tmp_path/second.log) takes it over to the end.
+    ``then`` runs while the second worker still lives. Returns the task's id and result."""
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = spawn(mode, first_log, env)
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        async with Hive.open(front_settings, model=ScriptedModel([])) as front:
+            handle = await front.submit(text, workspace=workspace, agent=agent)
+            with anyio.fail_after(180):
+                while not any(stalled(line) for line in lines(first_log)):  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            first.send_signal(signal.SIGKILL)  # dies holding the lease, mid-task
+            first.wait()
+            second = spawn("go", second_log, env)
+            with anyio.fail_after(300):
+                result = await handle.wait()
+            if then is not None:
+                await then(handle.id, result)
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+            second.wait()
+    return handle.id, result
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_a_task_whose_worker_was_killed_resumes_from_its_last_completed_step(
@@ -52,30 +92,16 @@ async def test_a_task_whose_worker_was_killed_resumes_from_its_last_completed_st
     front_settings = settings.model_copy(update={"queue": backend, "queue_url": url, "queue_poll_s": 0.05,
                                                  "workers": 0, "data_dir": data_dir})  # fmt: skip
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
-    first = spawn("stall", first_log, env)
-    second: subprocess.Popen[bytes] | None = None
+    # The first worker's model hangs right after the write: that line in its log is the signal.
+    task_id, result = await kill_midway_then_resume(
+        front_settings, env, tmp_path, mode="stall", text="mark the counter", agent="code",
+        workspace=sample_workspace, stalled=lambda line: "after-write" in line,
+    )  # fmt: skip
+    queue = DurableQueue.open(front_settings.queue_database_url)
     try:
-        async with Hive.open(front_settings, model=ScriptedModel([])) as front:
-            handle = await front.submit("mark the counter", workspace=sample_workspace, agent="code")
-            with anyio.fail_after(180):
-                # The first worker's model hangs right after the write: that line in its log is the signal.
-                while not any("after-write" in line for line in lines(first_log)):  # noqa: ASYNC110
-                    await anyio.sleep(0.05)
-            first.send_signal(signal.SIGKILL)  # dies holding the lease, mid-task
-            first.wait()
-            second = spawn("go", second_log, env)
-            with anyio.fail_after(300):
-                result = await handle.wait()
-        queue = DurableQueue.open(front_settings.queue_database_url)
-        try:
-            entry = await queue.entry(handle.id)
-        finally:
-            queue.close()
+        entry = await queue.entry(task_id)
     finally:
-        first.kill()
-        if second is not None:
-            second.kill()
-            second.wait()
+        queue.close()
     assert result.status is TaskStatus.SUCCEEDED, result.error
     assert entry is not None and entry.state == "done" and entry.attempts == 2
     assert lines(first_log) == ["required before-write", "required after-write"]
@@ -101,28 +127,18 @@ async def test_a_plan_whose_worker_was_killed_does_not_run_its_finished_step_aga
     front_settings = settings.model_copy(update={"queue": "sqlite", "queue_poll_s": 0.05, "workers": 0,
                                                  "data_dir": data_dir})  # fmt: skip
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
-    first = spawn("stall-docs", first_log, env)
-    second: subprocess.Popen[bytes] | None = None
-    try:
-        async with Hive.open(front_settings, model=ScriptedModel([])) as front:
-            handle = await front.submit("fix the counter, then document it", workspace=sample_workspace)
-            with anyio.fail_after(180):
-                while not any(line.startswith("docs ") for line in lines(first_log)):  # noqa: ASYNC110
-                    await anyio.sleep(0.05)
-            first.send_signal(signal.SIGKILL)  # dies in the plan's second step
-            first.wait()
-            second = spawn("go", second_log, env)
-            with anyio.fail_after(300):
-                result = await handle.wait()
-            threads = [handle.id, *(sub.task_id for sub in result.subtasks)]
-            with anyio.fail_after(60):  # the worker deletes the checkpoints once it has finished the task
-                while checkpointed(data_dir / "checkpoints.db", threads):  # noqa: ASYNC110
-                    await anyio.sleep(0.05)
-    finally:
-        first.kill()
-        if second is not None:
-            second.kill()
-            second.wait()
+
+    async def checkpoints_deleted(task_id: str, result: TaskResult) -> None:
+        threads = [task_id, *(sub.task_id for sub in result.subtasks)]
+        with anyio.fail_after(60):  # the worker deletes the checkpoints once it has finished the task
+            while checkpointed(data_dir / "checkpoints.db", threads):  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+
+    # The first worker dies in the plan's second step.
+    _task_id, result = await kill_midway_then_resume(
+        front_settings, env, tmp_path, mode="stall-docs", text="fix the counter, then document it", agent=None,
+        workspace=sample_workspace, stalled=lambda line: line.startswith("docs "), then=checkpoints_deleted,
+    )  # fmt: skip
     assert result.status is TaskStatus.SUCCEEDED, result.error
     assert [s.agent for s in result.subtasks] == ["code", "docs"]
     assert lines(first_log)[:3] == ["code required before-write", "code required after-write", "code none after-write"]
