@@ -24,10 +24,12 @@ MAX_STRING = 200
 
 
 def _choices(files: list[str], kinds: list[str]) -> list[str]:
-    """Files whose name ends with one of ``kinds``, plus ``.`` and their folders when ``"/"`` is a kind."""
+    """Files whose name ends with one of ``kinds`` (any file when none is given), plus ``.`` and their folders
+    when ``"/"`` is a kind — only then: a tool that reads one file (``read_file``) fails on a folder, and a small
+    model offered folders first picks them."""
     suffixes = [k for k in kinds if k != "/"]
     chosen = [f for f in files if not suffixes or any(f.rsplit("/", 1)[-1].endswith(s) for s in suffixes)]
-    if "/" in kinds or not kinds:
+    if "/" in kinds:
         folders = sorted({f.rsplit("/", 1)[0] for f in chosen if "/" in f})
         return [".", *folders, *chosen]
     return chosen

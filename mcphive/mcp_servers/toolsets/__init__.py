@@ -28,7 +28,8 @@ class ToolDef:
     description: str
     writes: bool = False
     file_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    """argument name -> file suffixes (``()`` = any file; ``("/",)`` = folders) used to build enums."""
+    """argument name -> file suffixes used to build enums: ``()`` = any file (files only); ``"/"`` among them adds
+    the workspace root and the folders (``("/",)``: any file or folder)."""
 
 
 def all_tools() -> list[ToolDef]:

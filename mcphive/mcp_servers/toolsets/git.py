@@ -182,7 +182,7 @@ TOOLS = [
         "git_diff",
         git_diff,
         "Show the diff of tracked files against the last commit, for the whole workspace or one path.",
-        file_args={"path": ()},
+        file_args={"path": ("/",)},
     ),
     ToolDef(
         "git_branch",

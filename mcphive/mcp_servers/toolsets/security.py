@@ -123,7 +123,7 @@ TOOLS = [
         "secret_scan",
         secret_scan,
         "Find hard-coded secrets (cloud keys, passwords, tokens, private keys) with detect-secrets; values redacted.",
-        file_args={"path": ()},
+        file_args={"path": ("/",)},
     ),
     ToolDef(
         "bandit_scan",
