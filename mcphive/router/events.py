@@ -112,7 +112,19 @@ def describe(event: Event, *, detail: bool = False) -> str | None:
     ``detail`` adds the routing confidence, tool arguments and model calls (the CLI's live display);
     without it the line is short enough for an MCP progress notification.
     """
+    line = _line(event, detail)
+    step = event.data.get("plan_step")  # an event of a plan's step: steps run in parallel, so say whose
+    return f"{step} · {line}" if line is not None and step else line
+
+
+def _line(event: Event, detail: bool) -> str | None:
     d = event.data
+    if event.kind == "planned":
+        steps = []
+        for s in d.get("steps", []):
+            after = f" (after {', '.join(s['depends_on'])})" if s.get("depends_on") else ""
+            steps.append(f"{s.get('id')} {s.get('agent')}{after}")
+        return f"planned: {', '.join(steps)}"
     if event.kind == "routed":
         confidence = f", {d.get('confidence', 0):.2f}" if detail else ""
         return f"routed to {d.get('agent') or 'nobody'} ({d.get('stage')}{confidence})"

@@ -242,7 +242,11 @@ class AgentManager:
             # The plan's decisions are keyed "<step id>/<call key>" (see plan_runner.step_call_key).
             prefix = step_call_key(step.id, "")
             mine = {k.removeprefix(prefix): d for k, d in decisions.items() if k.startswith(prefix)}
-            await self._run_routed(child, route, result, timings, emit, budget, mine)
+
+            async def emit_step(kind: str, data: dict[str, Any]) -> None:  # parallel steps' events told apart
+                await emit(kind, {**data, "plan_step": step.id})
+
+            await self._run_routed(child, route, result, timings, emit_step, budget, mine)
 
         return run
 

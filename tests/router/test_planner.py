@@ -14,6 +14,7 @@ from mcphive.embeddings import get_embedder
 from mcphive.inference.base import ChatRequest, ChatResponse
 from mcphive.inference.testing import FunctionModel, ScriptedModel, tool_call
 from mcphive.router.cascade import RoutingCascade
+from mcphive.router.events import describe
 from mcphive.router.planner import InvalidPlan, Planner, split_clauses, validate_plan
 from mcphive.router.semantic import SemanticRouter
 from mcphive.types import AGENT_NAMES, Plan, PlanStep
@@ -225,3 +226,15 @@ async def test_a_model_plan_that_fails_validation_runs_the_request_as_one_task(
         result = await hive.run("lint the code", workspace=sample_workspace)
     assert result.status is TaskStatus.SUCCEEDED, result.error
     assert result.subtasks == [] and result.agent == "code"  # the cycle was refused; the cascade routed it
+
+
+async def test_a_plans_progress_says_which_step_each_line_belongs_to(
+    settings: Settings, sample_workspace: Path
+) -> None:
+    model = FunctionModel(lambda request: "done" if request.tool_choice == "none" else tool_call("finish"))
+    async with Hive.open(settings, model=model) as hive:
+        result = await hive.run("lint the code and scan for leaked credentials", workspace=sample_workspace)
+        lines = [line for e in hive.events_so_far(result.task_id) if (line := describe(e))]
+    assert lines[0] == "planned: s1 code, s2 security"
+    assert "s1 · routed to code (rule)" in lines and "s2 · survey: secret_scan" in lines
+    assert lines[-1] == "finished: succeeded"
