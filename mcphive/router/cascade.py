@@ -62,6 +62,10 @@ class RoutingCascade:
         if agent in self.agents:
             self._corrected[_normal(text)] = agent
 
+    def corrected(self, text: str) -> str | None:
+        """The agent a user corrected ``text`` to, if any (the planner leaves such a request whole)."""
+        return self._corrected.get(_normal(text))
+
     def _by_rules(self, text: str) -> set[str]:
         return {agent for pattern, agent in self._rules if pattern.search(text)}
 
@@ -71,7 +75,7 @@ class RoutingCascade:
             if agent not in self.agents:
                 raise UnknownAgent(agent, self.agents)
             return Route(agent=agent, confidence=1.0, stage="explicit", reason="agent named by the caller")
-        corrected = self._corrected.get(_normal(text))
+        corrected = self.corrected(text)
         if corrected is not None:
             return Route(agent=corrected, confidence=1.0, stage="correction", reason="a user corrected this task")
         assessment = await self._semantic.assess(text)

@@ -197,7 +197,7 @@ class AgentManager:
             return None, Usage()
         with tracer().start_as_current_span("mcphive.plan") as span:
             plan, usage = await planner.from_template(task.text), Usage()
-            if plan is None and planner.use_model:
+            if plan is None and planner.use_model and self._d.cascade.corrected(task.text) is None:
                 plan, usage = await self._model_plan(planner, task, budget, emit)
             span.set_attribute("mcphive.subtasks", len(plan.steps) if plan else 0)
             return plan, usage

@@ -102,7 +102,12 @@ class Planner:
         """Ask the model for a plan when the template does not split a request (``planner = "model"``)."""
 
     async def from_template(self, text: str) -> Plan | None:
-        """A plan from the clause template, or None when the request is one task or a clause is out of scope."""
+        """A plan from the clause template, or None when the request is one task or a clause is out of scope.
+
+        A request a user corrected to one agent (``route --correct``) is one task for that agent.
+        """
+        if self._cascade.corrected(text) is not None:
+            return None
         clauses = split_clauses(text)
         if len(clauses) < 2:
             return None

@@ -48,3 +48,18 @@ async def test_correcting_a_plans_step_teaches_its_clause_not_the_brief(
         assert (await hive.route("scan for leaked AWS credentials")).agent == "security"  # other text: the rule
     learned = (settings.data_dir / "routing" / "corrections.jsonl").read_text()
     assert "scan for leaked credentials" in learned and "one step of the request" not in learned
+
+
+async def test_a_compound_request_corrected_to_one_agent_runs_as_one_task(
+    settings: Settings, sample_workspace: Path
+) -> None:
+    text = "lint the code and scan for leaked credentials"
+    model = FunctionModel(lambda request: "done" if request.tool_choice == "none" else tool_call("finish"))
+    async with Hive.open(settings, model=model) as hive:
+        planned = await hive.run(text, workspace=sample_workspace)
+        assert [s.agent for s in planned.subtasks] == ["code", "security"]
+        await hive.correct(planned.task_id, "security")
+        assert await hive.plan(text) is None
+        again = await hive.run(text, workspace=sample_workspace)
+    assert again.subtasks == [] and again.agent == "security"
+    assert again.route is not None and again.route.stage == "correction"
