@@ -224,7 +224,11 @@ def history(args: argparse.Namespace) -> int:
         table.add_column(column)
     for r in rows:
         table.add_row(
-            r.id[:12], r.created_at.strftime("%Y-%m-%d %H:%M:%S"), r.agent or "—", r.status.value, r.text[:70]
+            r.id[:12],
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            f"plan ({r.subtasks})" if r.subtasks else r.agent or "—",
+            r.status.value,
+            r.text[:70],
         )
     out.print(table)
     return 0

@@ -35,7 +35,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from mcphive.errors import UsageError
 from mcphive.redaction import redact
@@ -104,8 +104,11 @@ class TaskSummary(BaseModel):
     created_at: datetime
     duration_s: float | None = None
     """Seconds from start (or creation, if it never started) to finish; ``None`` while unfinished."""
+    subtasks: int = 0
+    """How many steps the task's plan has recorded (0: it ran as one task)."""
 
 
+_CHILD = aliased(TaskRow)
 _SUMMARY_COLUMNS = (
     TaskRow.id,
     TaskRow.text,
@@ -114,6 +117,7 @@ _SUMMARY_COLUMNS = (
     TaskRow.created_at,
     TaskRow.started_at,
     TaskRow.finished_at,
+    select(func.count()).where(_CHILD.parent_id == TaskRow.id).correlate(TaskRow).scalar_subquery().label("subtasks"),
 )
 
 
@@ -122,7 +126,13 @@ def _summary(row: Any) -> TaskSummary:
     if row.finished_at is not None:
         duration = (row.finished_at - (row.started_at or row.created_at)).total_seconds()
     return TaskSummary(
-        id=row.id, text=row.text, agent=row.agent, status=row.status, created_at=row.created_at, duration_s=duration
+        id=row.id,
+        text=row.text,
+        agent=row.agent,
+        status=row.status,
+        created_at=row.created_at,
+        duration_s=duration,
+        subtasks=row.subtasks,
     )
 
 

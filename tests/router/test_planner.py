@@ -114,7 +114,10 @@ async def test_a_compound_request_runs_as_subtasks_with_briefs_and_is_recorded(
 
     async with Hive.open(settings, model=FunctionModel(reply)) as hive:
         result = await hive.run("lint the code, run the tests and then document it", workspace=sample_workspace)
+        single = await hive.run("lint the code", workspace=sample_workspace)
         recorded = await hive.memory.get(result.task_id)
+        listed = {summary.id: summary.subtasks for summary in await hive.memory.recent(5)}
+    assert listed == {result.task_id: 3, single.task_id: 0}  # `mcphive history` shows "plan (3)"
     assert result.status is TaskStatus.SUCCEEDED, result.error
     assert result.route is not None and result.route.stage == "plan" and result.agent is None
     assert [s.agent for s in result.subtasks] == ["code", "test", "docs"]
