@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mcphive._report import render_result, result_findings
+from mcphive._report import render_result
 from mcphive.inference.base import ChatModel
 from mcphive.settings import Settings
 from mcphive.types import TaskResult, TaskStatus
@@ -61,8 +61,7 @@ def planted_coverage(results: list[TaskResult]) -> tuple[list[dict[str, Any]], l
     """Split the manifest's planted problems into those some task's findings report, and the rest."""
     from mcphive.sample import load_manifest
 
-    findings = [f for r in results for f in result_findings(r)]
-    reported = {(f.get("file"), str(f.get("rule")), f.get("line")) for f in findings}
+    reported = {(f.file, f.rule, f.line) for r in results for f in r.findings}
     reported |= {(file, rule, None) for file, rule, _ in reported}
     found: list[dict[str, Any]] = []
     missed: list[dict[str, Any]] = []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -11,28 +9,9 @@ from rich.text import Text
 
 from mcphive.router.events import describe
 from mcphive.router.plan_runner import goal_of
-from mcphive.types import Event, Route, TaskResult, ToolCall
+from mcphive.types import Event, Route, TaskResult
 
-__all__ = ["progress_line", "render_result", "render_route", "result_findings"]
-
-_SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
-
-
-def _all_calls(result: TaskResult) -> list[ToolCall]:
-    """The task's tool calls, then its subtasks' (a plan's own steps are its subtasks)."""
-    return result.tool_calls + [call for sub in result.subtasks for call in _all_calls(sub)]
-
-
-def result_findings(result: TaskResult) -> list[dict[str, Any]]:
-    """Every finding of every tool call (a plan's: every subtask's), most severe first, each tagged with its tool."""
-    found: list[dict[str, Any]] = []
-    for call in _all_calls(result):
-        for finding in (call.structured or {}).get("findings", []) or []:
-            if isinstance(finding, dict):
-                found.append({**finding, "tool": finding.get("tool") or call.tool})
-    return sorted(
-        found, key=lambda f: (_SEVERITY_ORDER.get(f.get("severity", ""), 5), f.get("file", ""), f.get("line") or 0)
-    )
+__all__ = ["progress_line", "render_result", "render_route"]
 
 
 def render_route(route: Route) -> str:
@@ -71,7 +50,7 @@ def _steps_table(result: TaskResult) -> Table:
 
 
 def _findings_table(result: TaskResult, limit: int = 60) -> Table:
-    findings = result_findings(result)
+    findings = result.findings  # de-duplicated, most severe first; a plan's hold every step's (outcome.fill_outcome)
     table = Table(title=f"findings ({len(findings)})", title_justify="left", expand=False)
     table.add_column("severity")
     table.add_column("where", no_wrap=True)
@@ -79,11 +58,8 @@ def _findings_table(result: TaskResult, limit: int = 60) -> Table:
     table.add_column("message", overflow="ellipsis", no_wrap=True, max_width=60)
     table.add_column("tool", no_wrap=True)
     for f in findings[:limit]:
-        where = f"{f.get('file', '?')}:{f['line']}" if f.get("line") else str(f.get("file", "?"))
-        message = " ".join(str(f.get("message", "")).split())
-        table.add_row(
-            *_plain(str(f.get("severity", "")), where, str(f.get("rule", "")), message, str(f.get("tool", "")))
-        )
+        where = f"{f.file}:{f.line}" if f.line else f.file
+        table.add_row(*_plain(f.severity, where, f.rule, " ".join(f.message.split()), f.tool))
     if len(findings) > limit:
         table.caption = f"{len(findings) - limit} more findings (use --json for all)"
     return table

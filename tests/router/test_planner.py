@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from mcphive import Hive, ModelUnavailable, Settings, TaskStatus
-from mcphive._report import render_result, result_findings
+from mcphive._report import render_result
 from mcphive.agents.spec import load_specs
 from mcphive.embeddings import get_embedder
 from mcphive.inference.base import ChatRequest, ChatResponse
@@ -146,7 +146,7 @@ async def test_a_plans_report_shows_each_steps_tool_calls_and_all_their_findings
     assert "ruff_check" in report and "secret_scan" in report  # each step's survey calls
     # the findings table holds every step's findings (the plan itself made no tool call)
     secrets = [f for f in result.subtasks[1].findings if f.tool == "detect-secrets"]
-    assert secrets and result.findings and f"findings ({len(result_findings(result))})" in report
+    assert secrets and result.findings and f"findings ({len(result.findings)})" in report
     assert any(f"{f.file}:{f.line}" in report for f in secrets)
 
 
