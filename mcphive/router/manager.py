@@ -31,7 +31,7 @@ from mcphive.memory import EpisodicMemory
 from mcphive.outcome import fill_outcome
 from mcphive.router.cascade import RoutingCascade
 from mcphive.router.events import EventBus
-from mcphive.router.plan_runner import Emit, RunSubtask, run_plan, step_call_key
+from mcphive.router.plan_runner import Emit, RunSubtask, run_plan, step_decisions
 from mcphive.router.planner import InvalidPlan, Planner
 from mcphive.tracing import tracer
 from mcphive.types import (
@@ -197,7 +197,7 @@ class AgentManager:
             return None, Usage()
         with tracer().start_as_current_span("mcphive.plan") as span:
             plan, usage = await planner.from_template(task.text), Usage()
-            if plan is None and planner.use_model and self._d.cascade.corrected(task.text) is None:
+            if plan is None and planner.asks_model(task.text):
                 plan, usage = await self._model_plan(planner, task, budget, emit)
             span.set_attribute("mcphive.subtasks", len(plan.steps) if plan else 0)
             return plan, usage
@@ -239,9 +239,7 @@ class AgentManager:
             route = step.route or Route(
                 agent=step.agent, confidence=1.0, stage="explicit", reason="assigned by the plan"
             )
-            # The plan's decisions are keyed "<step id>/<call key>" (see plan_runner.step_call_key).
-            prefix = step_call_key(step.id, "")
-            mine = {k.removeprefix(prefix): d for k, d in decisions.items() if k.startswith(prefix)}
+            mine = step_decisions(step.id, decisions)
 
             async def emit_step(kind: str, data: dict[str, Any]) -> None:  # parallel steps' events told apart
                 await emit(kind, {**data, "plan_step": step.id})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -20,9 +20,9 @@ from mcphive.agents.loop import ApprovalNeeded
 from mcphive.agents.toolbox import Connection
 from mcphive.errors import MCPHiveError
 from mcphive.outcome import fill_outcome
-from mcphive.types import Plan, PlanStep, Route, Task, TaskResult, TaskStatus, Usage
+from mcphive.types import ApprovalDecision, Plan, PlanStep, Route, Task, TaskResult, TaskStatus, Usage
 
-__all__ = ["Emit", "RunSubtask", "brief", "goal_of", "run_plan", "step_call_key", "step_task_id"]
+__all__ = ["Emit", "RunSubtask", "brief", "goal_of", "run_plan", "step_call_key", "step_decisions", "step_task_id"]
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 RunSubtask = Callable[[Task, TaskResult, PlanStep], Awaitable[None]]
@@ -90,6 +90,13 @@ def _outcome(result: TaskResult) -> dict[str, Any]:
 def step_call_key(step_id: str, key: str) -> str:
     """A step's writing call as the plan's task knows it: approvals are asked and decided on the plan's task."""
     return f"{step_id}/{key}"
+
+
+def step_decisions(step_id: str, decisions: Mapping[str, ApprovalDecision]) -> dict[str, ApprovalDecision]:
+    """The plan's decisions that are about step ``step_id``'s calls, keyed as the step knows them
+    (the inverse of :func:`step_call_key`)."""
+    prefix = step_call_key(step_id, "")
+    return {key.removeprefix(prefix): decision for key, decision in decisions.items() if key.startswith(prefix)}
 
 
 class _PlanRun:

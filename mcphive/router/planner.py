@@ -101,6 +101,11 @@ class Planner:
         self.use_model = use_model
         """Ask the model for a plan when the template does not split a request (``planner = "model"``)."""
 
+    def asks_model(self, text: str) -> bool:
+        """Whether a request the template left whole goes to the model: with ``use_model``, unless a user
+        corrected it to one agent (``route --correct``), which keeps it one task as :meth:`from_template` does."""
+        return self.use_model and self._cascade.corrected(text) is None
+
     async def from_template(self, text: str) -> Plan | None:
         """A plan from the clause template, or None when the request is one task or a clause is out of scope.
 
