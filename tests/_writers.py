@@ -1,4 +1,5 @@
-"""Scripted models that want to write, for the approval tests (used as ``from _writers import ...``)."""
+"""Scripted models shared by tests (used as ``from _writers import ...``): one that writes, for the approval
+tests, and one that only finishes."""
 
 from __future__ import annotations
 
@@ -20,3 +21,8 @@ def writer_model() -> FunctionModel:
         return tool_call("write_file", path=NOTES, content="hello\n")
 
     return FunctionModel(reply)
+
+
+def finisher_model() -> FunctionModel:
+    """Chooses ``finish`` at once and answers "done": a task does its survey and nothing else."""
+    return FunctionModel(lambda r: "done" if r.tool_choice == "none" else tool_call("finish"))

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from _writers import finisher_model
 
 from mcphive import Hive, InvalidTask, Settings, TaskStatus, UnknownAgent, UsageError, WorkspaceError
 from mcphive.agents.spec import load_specs
@@ -219,7 +220,7 @@ async def test_a_long_running_hive_keeps_only_recent_results_in_memory_and_reads
     import mcphive.hive as hive_module
 
     monkeypatch.setattr(hive_module, "_KEEP_FINISHED", 2)
-    model = FunctionModel(lambda r: "done" if r.tool_choice == "none" else tool_call("finish"))
+    model = finisher_model()
     async with Hive.open(settings.model_copy(update={"workers": 1}), model=model) as hive:
         results = [await hive.run(f"lint ({i})", workspace=sample_workspace, agent="code") for i in range(3)]
         oldest = results[0].task_id

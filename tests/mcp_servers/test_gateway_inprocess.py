@@ -5,10 +5,11 @@ from pathlib import Path
 
 import anyio
 import pytest
+from _writers import finisher_model
 from mcp import Client
 
 from mcphive import Hive, Settings
-from mcphive.inference.testing import FunctionModel, ScriptedModel, final, tool_call
+from mcphive.inference.testing import ScriptedModel, final, tool_call
 from mcphive.mcp_servers.gateway import build_gateway
 
 pytestmark = pytest.mark.anyio
@@ -76,7 +77,7 @@ async def test_prompts_are_offered_and_filled_with_the_workspace(settings: Setti
 async def test_a_plans_result_summarises_each_subtasks_tool_calls_like_a_tasks(
     settings: Settings, sample_workspace: Path
 ) -> None:
-    model = FunctionModel(lambda request: "done" if request.tool_choice == "none" else tool_call("finish"))
+    model = finisher_model()
     async with Hive.open(settings, model=model) as hive, Client(build_gateway(hive)) as client:
         got = await client.call_tool(
             "run_task", {"text": "lint the code and scan for leaked credentials", "workspace": str(sample_workspace)}

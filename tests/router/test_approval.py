@@ -8,7 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from _writers import NOTES, writer_model
+from _writers import NOTES, finisher_model, writer_model
 from mcp import Client
 
 from mcphive import Hive, Settings, TaskStatus, UsageError
@@ -18,10 +18,6 @@ from mcphive.inference.testing import FunctionModel, tool_call
 from mcphive.mcp_servers.gateway import build_gateway
 from mcphive.router.queue_sql import DurableQueue
 from mcphive.types import ApprovalDecision, ApprovalRequest
-
-
-def finisher_model() -> FunctionModel:
-    return FunctionModel(lambda r: "done" if r.tool_choice == "none" else tool_call("finish"))
 
 
 async def until_status(hive: Hive, task_id: str, status: TaskStatus) -> None:

@@ -3,9 +3,10 @@
 from pathlib import Path
 
 import pytest
+from _writers import finisher_model
 
 from mcphive import Hive, Settings, UnknownAgent
-from mcphive.inference.testing import FunctionModel, ScriptedModel, final, tool_call
+from mcphive.inference.testing import ScriptedModel, final, tool_call
 
 pytestmark = pytest.mark.anyio
 
@@ -34,7 +35,7 @@ async def test_correcting_to_an_unknown_agent_is_refused(settings: Settings) -> 
 async def test_correcting_a_plans_step_teaches_its_clause_not_the_brief(
     settings: Settings, sample_workspace: Path
 ) -> None:
-    model = FunctionModel(lambda request: "done" if request.tool_choice == "none" else tool_call("finish"))
+    model = finisher_model()
     async with Hive.open(settings, model=model) as hive:
         done = await hive.run("lint the code and scan for leaked credentials", workspace=sample_workspace)
         step = done.subtasks[1]
@@ -54,7 +55,7 @@ async def test_a_compound_request_corrected_to_one_agent_runs_as_one_task(
     settings: Settings, sample_workspace: Path
 ) -> None:
     text = "lint the code and scan for leaked credentials"
-    model = FunctionModel(lambda request: "done" if request.tool_choice == "none" else tool_call("finish"))
+    model = finisher_model()
     async with Hive.open(settings, model=model) as hive:
         planned = await hive.run(text, workspace=sample_workspace)
         assert [s.agent for s in planned.subtasks] == ["code", "security"]

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import anyio
 import pytest
+from _writers import finisher_model
 
 from mcphive import Hive, Settings, TaskStatus
-from mcphive.inference.testing import FunctionModel, ScriptedModel, tool_call
+from mcphive.inference.testing import ScriptedModel
 from mcphive.router.queue_sql import DurableQueue
 
 MCPHIVE = str(Path(sys.executable).parent / "mcphive")
@@ -26,7 +27,7 @@ def durable(settings: Settings, **update: object) -> Settings:
 async def test_a_submit_only_hive_gets_results_from_another_hives_workers(
     settings: Settings, sample_workspace: Path
 ) -> None:
-    model = FunctionModel(lambda r: "done" if r.tool_choice == "none" else tool_call("finish"))
+    model = finisher_model()
     async with (
         Hive.open(durable(settings, workers=2), model=model),
         Hive.open(durable(settings, workers=0), model=ScriptedModel([])) as front,
@@ -44,7 +45,7 @@ async def test_a_submit_only_hive_gets_results_from_another_hives_workers(
 async def test_a_task_put_in_this_process_wakes_its_idle_workers_without_waiting_for_a_poll(
     settings: Settings, sample_workspace: Path
 ) -> None:
-    model = FunctionModel(lambda r: "done" if r.tool_choice == "none" else tool_call("finish"))
+    model = finisher_model()
     async with Hive.open(durable(settings, workers=1, queue_poll_s=600), model=model) as hive:
         await anyio.sleep(0.2)  # the worker has made its first, empty claim and waits for the next poll
         with anyio.fail_after(60):  # far less than the poll interval: only the put's nudge can wake it

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from _writers import finisher_model
 
 from mcphive import Hive, Settings, TaskStatus
 from mcphive.inference.base import ChatRequest, ChatResponse
@@ -71,7 +72,7 @@ async def test_a_rerun_task_returns_the_recorded_write_instead_of_writing_again(
 
 @pytest.mark.anyio
 async def test_read_only_calls_are_not_recorded(settings: Settings, sample_workspace: Path) -> None:
-    model = FunctionModel(lambda r: "done" if r.tool_choice == "none" else tool_call("finish"))
+    model = finisher_model()
     async with Hive.open(settings, model=model) as hive:
         with anyio.fail_after(120):
             result = await hive.run("lint the code", workspace=sample_workspace, agent="code")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from _writers import finisher_model
 from rich.console import Console
 
 from mcphive import Hive, ModelUnavailable, Settings, TaskStatus
@@ -134,7 +135,7 @@ async def test_a_compound_request_runs_as_subtasks_with_briefs_and_is_recorded(
 async def test_a_plans_report_shows_each_steps_tool_calls_and_all_their_findings(
     settings: Settings, sample_workspace: Path
 ) -> None:
-    model = FunctionModel(lambda request: "done" if request.tool_choice == "none" else tool_call("finish"))
+    model = finisher_model()
     async with Hive.open(settings, model=model) as hive:
         result = await hive.run("lint the code and scan for leaked credentials", workspace=sample_workspace)
     console = Console(file=io.StringIO(), width=200, markup=False)
@@ -234,7 +235,7 @@ async def test_a_model_plan_that_fails_validation_runs_the_request_as_one_task(
 async def test_a_plans_progress_says_which_step_each_line_belongs_to(
     settings: Settings, sample_workspace: Path
 ) -> None:
-    model = FunctionModel(lambda request: "done" if request.tool_choice == "none" else tool_call("finish"))
+    model = finisher_model()
     async with Hive.open(settings, model=model) as hive:
         result = await hive.run("lint the code and scan for leaked credentials", workspace=sample_workspace)
         lines = [line for e in hive.events_so_far(result.task_id) if (line := describe(e))]
