@@ -357,6 +357,7 @@ class MemberState:
         served: Requests it answered; ``failed``: requests it failed (each retried elsewhere or raised).
         metrics: The last load figures from its ``/metrics``; ``None`` when it has none.
         metrics_at: ``time.monotonic()`` of the last successful poll.
+        ours_at_poll: How many of this process's requests the last poll's figures may include.
         has_metrics: ``False`` once the member proved to expose no vLLM metrics (llama.cpp).
         cooling_until: ``time.monotonic()`` before which it asked (429 + Retry-After) not to be sent work.
         served_models: Model names from ``/v1/models``; ``None`` until known.
@@ -373,6 +374,7 @@ class MemberState:
     failed: int = 0
     metrics: LoadMetrics | None = None
     metrics_at: float = 0.0
+    ours_at_poll: int = 0
     has_metrics: bool | None = None
     cooling_until: float = 0.0
     served_models: frozenset[str] | None = None
@@ -385,9 +387,19 @@ class MemberState:
         """The server root (the URL without its ``/v1`` suffix), where ``/metrics`` and ``/health`` live."""
         return self.url[: -len("/v1")] if self.url.endswith("/v1") else self.url
 
-    def load(self, stale_after: float) -> float:
-        """Requests ahead of a new one: the server's own count when fresh, else this process's count.
+    def observe(self, metrics: LoadMetrics, ours: int) -> None:
+        """Take a poll's figures; ``ours`` is how many of this process's requests they may include
+        (the most this process had in flight while the poll was under way)."""
+        self.metrics, self.metrics_at, self.ours_at_poll = metrics, time.monotonic(), ours
 
+    def load(self, stale_after: float) -> float:
+        """Requests ahead of a new one: this process's own, plus the others' the server last reported.
+
+        This process's count is exact and current; a poll is up to one interval old. The server's
+        figure minus this process's requests at poll time is the load other clients put on it, which
+        is added to the current own count — so a request of ours that finished since the poll stops
+        counting at once (taking the larger of the two counts, a member that had just finished a
+        request looked busy until the next poll, and new sessions went to the other one).
         A member that exposes metrics but whose figures are older than ``stale_after`` is treated as
         saturated (``inf``): nobody knows what it is doing.
         """
@@ -395,6 +407,5 @@ class MemberState:
             return float(self.in_flight)
         if self.metrics is None or time.monotonic() - self.metrics_at > stale_after:
             return math.inf
-        reported = self.metrics.running + self.metrics.waiting
-        # Our own requests may not show in a poll yet; the larger of the two counts is the safer guess.
-        return max(float(self.in_flight), reported)
+        others = max(0.0, self.metrics.running + self.metrics.waiting - self.ours_at_poll)
+        return self.in_flight + others

@@ -86,6 +86,7 @@ class Monitor:
             await self._check_health(member)
 
     async def _poll_metrics(self, member: MemberState) -> None:
+        ours = member.in_flight
         try:
             status, page = await self._get(member, "/metrics")
         except HttpError:
@@ -104,8 +105,7 @@ class Monitor:
             member.has_metrics = False  # a Prometheus page without vLLM figures: in-flight counts only
             return
         member.has_metrics = True
-        member.metrics = metrics
-        member.metrics_at = time.monotonic()
+        member.observe(metrics, max(ours, member.in_flight))
 
     async def _check_health(self, member: MemberState) -> None:
         try:

@@ -174,8 +174,11 @@ class PrefixAware:
     def choose(self, members: Sequence[MemberState], key: RouteKey) -> MemberState:
         """The best prefix match unless that would unbalance the pool; records the choice."""
         least = _least_loaded(members, key)
-        best = max(members, key=lambda m: (self._match(m.url, key.prefixes), -m.load(key.stale_after)))
-        matched = self._match(best.url, key.prefixes)
+        matches = {m.url: self._match(m.url, key.prefixes) for m in members}
+        matched = max(matches.values())
+        # Among the members with the longest match (every member, for a prompt whose only match is a prefix
+        # all sessions share), the least-loaded one; ties went to the first member, which drew new sessions.
+        best = _least_loaded([m for m in members if matches[m.url] == matched], key)
         gap = best.load(key.stale_after) - least.load(key.stale_after)
         chosen = best if matched >= self._min_blocks and gap <= self._balance_abs else least
         self._remember(chosen.url, key.prefixes)

@@ -59,6 +59,27 @@ def test_server_metrics_count_when_fresh_and_saturate_when_stale(members: list[M
     assert LeastLoaded().choose(members, key()) is not members[2]
 
 
+def test_a_request_of_ours_that_finished_since_the_poll_stops_counting_at_once(members: list[MemberState]) -> None:
+    member = members[0]
+    member.has_metrics = True
+    member.in_flight = 2
+    member.observe(LoadMetrics(running=2, waiting=0), ours=2)  # the poll saw our two requests
+    assert member.load(stale_after=5.0) == 2.0
+    member.in_flight = 0  # both finished before the next poll
+    assert member.load(stale_after=5.0) == 0.0
+
+
+def test_other_clients_load_on_a_shared_member_adds_to_ours(members: list[MemberState]) -> None:
+    member = members[0]
+    member.has_metrics = True
+    member.in_flight = 1
+    member.observe(LoadMetrics(running=3, waiting=2), ours=1)  # four of the five are someone else's
+    member.in_flight = 2
+    assert member.load(stale_after=5.0) == 6.0
+    member.observe(LoadMetrics(running=0, waiting=0), ours=2)  # ours not admitted yet when the page was made
+    assert member.load(stale_after=5.0) == 2.0
+
+
 def test_a_member_without_metrics_is_judged_by_in_flight_count(members: list[MemberState]) -> None:
     members[0].has_metrics = False
     members[0].in_flight = 2
@@ -110,6 +131,20 @@ def test_prefix_aware_spreads_unrelated_prompts_by_load(members: list[MemberStat
         member.in_flight += 1
         counts[member.url] += 1
     assert sorted(counts.values()) == [2, 2, 2]
+
+
+def test_prefix_aware_sends_a_new_session_to_the_least_loaded_of_the_members_sharing_its_prefix(
+    members: list[MemberState],
+) -> None:
+    policy = PrefixAware()
+    system = "You are a careful assistant. " * 40
+    for member in members:  # every member already holds the system prompt every session starts with
+        policy.choose([member], key(text=system))
+    members[0].in_flight, members[1].in_flight, members[2].in_flight = 1, 1, 0
+    assert policy.choose(members, key(text=system + "session 7, turn 1 " * 20)) is members[2]
+    members[2].in_flight = 1
+    members[0].served, members[1].served, members[2].served = 9, 4, 6  # equal load: the one that served fewest
+    assert policy.choose(members, key(text=system + "session 8, turn 1 " * 20)) is members[1]
 
 
 def test_prefix_hashes_agree_exactly_as_far_as_the_texts_do() -> None:

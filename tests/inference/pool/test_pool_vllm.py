@@ -109,6 +109,17 @@ async def test_a_streamed_reply_through_the_pool_records_the_servers_usage(vllm_
     assert status["served"] == 1
 
 
+async def test_a_finished_request_stops_counting_as_load_before_the_next_poll(vllm_launcher: PoolLauncher) -> None:
+    async with PoolModel(vllm_launcher.urls, MODEL, poll_interval=0.05) as pool:
+        member = pool.members[0]
+        seen_running = False
+        async for _chunk in pool.stream(ask("Count from one to fifty.", max_tokens=64)):
+            seen_running = seen_running or (member.metrics is not None and member.metrics.running >= 1)
+        load = member.load(stale_after=5.0)  # at once: the last poll may still show the request running
+    assert seen_running  # a poll saw the request on the server while it streamed
+    assert load == 0.0
+
+
 async def test_a_pool_left_at_the_default_model_name_asks_each_member_for_the_model_it_serves(
     vllm_launcher: PoolLauncher,
 ) -> None:
