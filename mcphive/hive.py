@@ -52,6 +52,7 @@ from mcphive.router.plan_runner import goal_of, step_task_id
 from mcphive.router.planner import MAX_PLAN_STEPS, Planner
 from mcphive.router.queues import Claim, SqlQueue, TaskQueue, keep_alive, open_queue
 from mcphive.router.semantic import SemanticRouter
+from mcphive.router.slots import AgentSlots, LocalSlots, SqlSlots
 from mcphive.settings import Settings, load_settings, planner_mode
 from mcphive.types import (
     ApprovalDecision,
@@ -242,8 +243,23 @@ class Hive:
                 approval_required=settings.approval == "writes",
                 ledger=ledger,
                 checkpointer=checkpointer,
+                slots=self._slots(settings.agent_limits),
             )
         )
+
+    def _slots(self, limits: dict[str, int]) -> AgentSlots | None:
+        """Where runs of agents with a concurrency limit take their slots; None without limits."""
+        if not limits:
+            return None
+        unknown = sorted(set(limits) - set(self.specs))
+        if unknown:
+            raise ConfigError(
+                f"agent_limits names unknown agent(s) {', '.join(map(repr, unknown))}; "
+                f"choose among: {', '.join(self.specs)}"
+            )
+        if isinstance(self.queue, SqlQueue):
+            return SqlSlots(self.queue.engine, limits, poll_s=self.queue.poll_s)
+        return LocalSlots(limits)
 
     @classmethod
     @asynccontextmanager

@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -168,7 +168,10 @@ class Settings(BaseSettings):
         True,
         description="Tenants take turns among tasks of equal priority (after aging) and deadline; false: FIFO.",
     )
-    agent_limits: dict[str, int] = Field(default_factory=dict, description="Max tasks running at once per agent.")
+    agent_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict,
+        description="Most runs of an agent at once, across all workers: tasks for it, routed to it, and plan steps.",
+    )
     approval: Literal["never", "writes"] = Field(
         "never",
         description="writes: a task parks in awaiting_approval before each tool that writes (edits, commits, new "

@@ -137,6 +137,11 @@ class PlanStep(_Model):
     route: Route | None = None
     """How the router decided this step's agent on the clause alone (template plans); None from a model's plan."""
 
+    def label(self) -> str:
+        """``s2 test (after s1)``: the step as progress lines and ``mcphive route`` name it."""
+        after = f" (after {', '.join(self.depends_on)})" if self.depends_on else ""
+        return f"{self.id} {self.agent}{after}"
+
 
 class Plan(_Model):
     """A DAG of subtasks for a compound request, validated before it runs."""
@@ -250,7 +255,16 @@ class Event(_Model):
 
     task_id: str
     kind: Literal[
-        "queued", "planned", "routed", "started", "step", "tool_call", "model", "awaiting_approval", "finished"
+        "queued",
+        "planned",
+        "routed",
+        "waiting",
+        "started",
+        "step",
+        "tool_call",
+        "model",
+        "awaiting_approval",
+        "finished",
     ]
     data: dict[str, Any] = Field(default_factory=dict)
     at: datetime = Field(default_factory=utcnow)

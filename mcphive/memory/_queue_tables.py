@@ -15,7 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ._tables import Base
 
-__all__ = ["QueueRow"]
+__all__ = ["AgentSlotRow", "QueueRow"]
 
 _HAS_DEADLINE = text("deadline IS NOT NULL")
 # PostgreSQL's planner prefers the partial index only when it holds just the queued rows.
@@ -59,3 +59,21 @@ class QueueRow(Base):
         Index(None, "state", "lease_expires_at"),
         Index(None, "state", "agent"),
     )
+
+
+class AgentSlotRow(Base):
+    """A run holding one of its agent's concurrency slots (settings ``agent_limits``; see :mod:`mcphive.router.slots`).
+
+    The slot counts while ``owner``, the queued task the run belongs to (the task itself, or the plan a
+    step is part of), is claimed under a lease that has not expired.
+    """
+
+    __tablename__ = "agent_slots"
+
+    holder: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """The run: a task id, or a plan step's task id."""
+    agent: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(64))
+    taken_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index(None, "agent"),)

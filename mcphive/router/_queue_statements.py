@@ -46,13 +46,15 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sql_cast
 
-from mcphive.memory._queue_tables import QueueRow
+from mcphive.memory._queue_tables import AgentSlotRow, QueueRow
 from mcphive.types import Priority
 
 __all__ = [
+    "AGENT_SLOTS",
     "LIVE_STATES",
     "QUEUE",
     "claim_statement",
+    "live_slots",
     "pairs_statement",
     "reclaim_statement",
     "shortlist_statement",
@@ -61,6 +63,7 @@ __all__ = [
 
 QUEUE = cast(Table, QueueRow.__table__)
 _C = QUEUE.c
+AGENT_SLOTS = cast(Table, AgentSlotRow.__table__)
 # Inline, not a bound parameter: the planners match it against the partial index's predicate
 # and against column statistics, which they cannot do for a parameter's unknown value.
 _QUEUED: ColumnElement[Any] = literal_column("'queued'")
@@ -248,4 +251,16 @@ def reclaim_statement() -> Update:
                 else_=_C.error,
             ),
         )
+    )
+
+
+def live_slots(now: Any) -> Select[Any]:
+    """``(holder, agent)`` of every agent slot whose owner is claimed under a lease that has not expired.
+
+    ``now`` is a value or a bound parameter; see :mod:`mcphive.router.slots`.
+    """
+    return (
+        select(AGENT_SLOTS.c.holder, AGENT_SLOTS.c.agent)
+        .join(QUEUE, _C.task_id == AGENT_SLOTS.c.owner)
+        .where(_C.state == "claimed", _C.lease_expires_at >= now)
     )

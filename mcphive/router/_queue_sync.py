@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
-from sqlalchemy import Connection, Engine, Integer, bindparam, func, select, text
+from sqlalchemy import Connection, Engine, Integer, bindparam, func, select, text, union
 from sqlalchemy.exc import IntegrityError
 
 from mcphive.errors import InvalidTask, QueueFull, UsageError
@@ -32,8 +32,10 @@ from mcphive.memory._engine import core_transaction, create_store_engine, migrat
 from mcphive.types import Task
 
 from ._queue_statements import (
+    AGENT_SLOTS,
     QUEUE,
     claim_statement,
+    live_slots,
     pairs_statement,
     reclaim_statement,
     shortlist_statement,
@@ -337,13 +339,12 @@ class SyncDurableQueue:
         if self._dialect == "postgresql":
             # Counting claimed rows is only exact while no other claimer counts at the same time.
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_PUT_LOCK + 1})
-        counts: dict[str, int] = dict(
-            session.execute(
-                select(_C.agent, func.count())
-                .where(_C.state == "claimed", _C.agent.in_(list(self._limits)))
-                .group_by(_C.agent)
-            ).all()
-        )
+        # Runs of each limited agent: claimed tasks submitted for it (they take a slot when they start) and
+        # runs holding a slot (routed tasks and plan steps too); a task in both is one run.
+        limited = list(self._limits)
+        claimed = select(_C.task_id.label("holder"), _C.agent).where(_C.state == "claimed", _C.agent.in_(limited))
+        runs = union(claimed, live_slots(params["now"]).where(AGENT_SLOTS.c.agent.in_(limited))).subquery()
+        counts: dict[str, int] = dict(session.execute(select(runs.c.agent, func.count()).group_by(runs.c.agent)).all())
         room = {agent: limit - counts.get(agent, 0) for agent, limit in self._limits.items()}
         params["full"] = [agent for agent, left in room.items() if left <= 0]
         open_rooms = [left for left in room.values() if left > 0]

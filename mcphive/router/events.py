@@ -18,7 +18,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
 from mcphive.redaction import redact_tree
-from mcphive.types import Event, utcnow
+from mcphive.types import Event, PlanStep, utcnow
 
 __all__ = ["EventBus", "describe"]
 
@@ -120,14 +120,12 @@ def describe(event: Event, *, detail: bool = False) -> str | None:
 def _line(event: Event, detail: bool) -> str | None:
     d = event.data
     if event.kind == "planned":
-        steps = []
-        for s in d.get("steps", []):
-            after = f" (after {', '.join(s['depends_on'])})" if s.get("depends_on") else ""
-            steps.append(f"{s.get('id')} {s.get('agent')}{after}")
-        return f"planned: {', '.join(steps)}"
+        return f"planned: {', '.join(PlanStep.model_validate(s).label() for s in d.get('steps', []))}"
     if event.kind == "routed":
         confidence = f", {d.get('confidence', 0):.2f}" if detail else ""
         return f"routed to {d.get('agent') or 'nobody'} ({d.get('stage')}{confidence})"
+    if event.kind == "waiting":
+        return f"waiting: {d.get('agent')} is at its limit of {d.get('limit')} running at once"
     if event.kind == "tool_call":
         args = ", ".join(f"{k}={v}" for k, v in d.get("arguments", {}).items())
         return f"{d.get('chosen_by')}: {d.get('tool')}" + (f"({args})" if detail else "")

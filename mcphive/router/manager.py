@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ from mcphive.router.cascade import RoutingCascade
 from mcphive.router.events import EventBus
 from mcphive.router.plan_runner import Emit, RunSubtask, run_plan, step_decisions
 from mcphive.router.planner import InvalidPlan, Planner
+from mcphive.router.slots import AgentSlots
 from mcphive.tracing import tracer
 from mcphive.types import (
     ApprovalDecision,
@@ -73,6 +75,8 @@ class ManagerDeps:
     ledger: Ledger | None = None
     checkpointer: Any = None
     """A LangGraph checkpoint saver: a re-run task continues from its last completed step."""
+    slots: AgentSlots | None = None
+    """Per-agent concurrency limits: every run of a limited agent holds one of its slots."""
 
 
 @dataclass(frozen=True)
@@ -181,11 +185,11 @@ class AgentManager:
                 plan, planning = await self._plan(task, budget, emit)
                 if plan is not None:
                     state = next(c for c in await self._d.connections(task) if c.name == "state")
-                    runner = self._subtask_runner(timings, emit, budget, decisions)
+                    runner = self._subtask_runner(task.id, timings, emit, budget, decisions)
                     await run_plan(task, plan, result, runner, emit, state)
                 else:
                     route = await self._route(task, timings)
-                    await self._run_routed(task, route, result, timings, emit, budget, decisions)
+                    await self._run_routed(task, route, result, timings, emit, budget, decisions, task.id)
                 result.usage = result.usage + planning
         except TimeoutError as e:
             raise TaskTimeout(f"task ran past its {self._d.task_timeout_s:.0f} s limit; raise task_timeout_s") from e
@@ -231,7 +235,12 @@ class AgentManager:
         return plan, usage
 
     def _subtask_runner(
-        self, timings: dict[str, float], emit: Emit, budget: Budget, decisions: Mapping[str, ApprovalDecision]
+        self,
+        plan_id: str,
+        timings: dict[str, float],
+        emit: Emit,
+        budget: Budget,
+        decisions: Mapping[str, ApprovalDecision],
     ) -> RunSubtask:
         async def run(child: Task, result: TaskResult, step: PlanStep) -> None:
             # The clause's own decision when the plan came from the template (shown and recorded as the route);
@@ -244,7 +253,7 @@ class AgentManager:
             async def emit_step(kind: str, data: dict[str, Any]) -> None:  # parallel steps' events told apart
                 await emit(kind, {**data, "plan_step": step.id})
 
-            await self._run_routed(child, route, result, timings, emit_step, budget, mine)
+            await self._run_routed(child, route, result, timings, emit_step, budget, mine, plan_id)
 
         return run
 
@@ -257,8 +266,13 @@ class AgentManager:
         emit: Emit,
         budget: Budget,
         decisions: Mapping[str, ApprovalDecision],
+        owner: str,
     ) -> None:
-        """Run the routed agent (a task, or a step of a plan under the step's own id), checkpointed."""
+        """Run the routed agent (a task, or a step of a plan under the step's own id), checkpointed.
+
+        ``owner`` is the queued task the run belongs to (the task, or the step's plan): a slot of a
+        limited agent lives as long as its lease.
+        """
         result.route, result.agent = route, route.agent
         await emit("routed", route.model_dump())
         if route.agent is None:
@@ -286,7 +300,9 @@ class AgentManager:
         )
         started = time.perf_counter()
         try:
-            run = await run_agent(ctx)
+            slot = self._d.slots.hold(route.agent, task.id, owner, emit) if self._d.slots else nullcontext()
+            async with slot:
+                run = await run_agent(ctx)
         except BaseException:
             # Whatever stopped the run (a dead model, a timeout, a cancel), the steps already done stay on record.
             result.steps = ctx.progress
