@@ -150,9 +150,8 @@ def route(args: argparse.Namespace) -> int:
     if plan is not None:  # what `mcphive run` would do with it: the router's single answer is not the whole story
         out.print(f"as a task, it runs as a plan of {len(plan.steps)} steps:", highlight=False)
         for step in plan.steps:
-            after = f" (after {', '.join(step.depends_on)})" if step.depends_on else ""
             how = f", {step.route.stage} {step.route.confidence:.2f}" if step.route is not None else ""
-            out.print(f"  {step.id} {step.agent}{how}{after}: {step.goal}", highlight=False)
+            out.print(f"  {step.label()}{how}: {step.goal}", highlight=False)
     return 0
 
 
