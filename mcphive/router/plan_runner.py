@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from mcphive.agents.loop import ApprovalNeeded
+from mcphive.agents.loop import ApprovalNeeded, Emit
 from mcphive.agents.toolbox import Connection
 from mcphive.errors import MCPHiveError
 from mcphive.outcome import fill_outcome
@@ -24,7 +24,6 @@ from mcphive.types import ApprovalDecision, Plan, PlanStep, Route, Task, TaskRes
 
 __all__ = ["Emit", "RunSubtask", "brief", "goal_of", "run_plan", "step_call_key", "step_decisions", "step_task_id"]
 
-Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 RunSubtask = Callable[[Task, TaskResult, PlanStep], Awaitable[None]]
 
 _BRIEF_RESULT_CHARS = 600

@@ -25,13 +25,14 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 from sqlalchemy import Engine, delete, func, insert, select, text
 
+from mcphive.agents.loop import Emit
 from mcphive.errors import StoreError
 from mcphive.memory._engine import core_transaction, run_blocking, writer
 from mcphive.router._queue_statements import AGENT_SLOTS, live_slots
@@ -40,9 +41,7 @@ __all__ = ["AgentSlots", "LocalSlots", "SqlSlots"]
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
-
-_SLOTS = AGENT_SLOTS
+_S = AGENT_SLOTS.c
 _PG_SLOT_LOCK = 0x6D71736C00000000
 """Base of the advisory lock keys of the agents' slot counts (one key per agent)."""
 
@@ -106,15 +105,9 @@ class LocalSlots(_Slots):
         super().__init__(limits)
         self._holders: dict[str, str] = {}  # holder -> agent
 
-    async def running(self, agent: str) -> int:
-        """How many runs hold one of ``agent``'s slots now."""
-        return self._count(agent)
-
-    def _count(self, agent: str) -> int:
-        return sum(1 for held in self._holders.values() if held == agent)
-
     async def _take(self, agent: str, holder: str, owner: str, limit: int) -> bool:
-        if self._holders.get(holder) != agent and self._count(agent) >= limit:
+        running = sum(1 for held in self._holders.values() if held == agent)
+        if self._holders.get(holder) != agent and running >= limit:
             return False
         self._holders[holder] = agent
         return True
@@ -147,7 +140,7 @@ class SqlSlots(_Slots):
         """How many live runs hold one of ``agent``'s slots now."""
 
         def count() -> int:
-            live = live_slots(time.time()).where(_SLOTS.c.agent == agent).subquery()
+            live = live_slots(time.time()).where(_S.agent == agent).subquery()
             with core_transaction(self._engine, "count agent slots") as session:
                 return int(session.execute(select(func.count()).select_from(live)).scalar_one())
 
@@ -162,23 +155,19 @@ class SqlSlots(_Slots):
             if self._postgres:  # SQLite's BEGIN IMMEDIATE already keeps other writers out until commit
                 key = _PG_SLOT_LOCK + zlib.crc32(agent.encode())
                 session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-            live = live_slots(now).where(_SLOTS.c.agent == agent)
-            holders = {row.holder for row in session.execute(live)}
+            holders = {row.holder for row in session.execute(live_slots(now).where(_S.agent == agent))}
             if holder not in holders and len(holders) >= limit:
                 return False
-            # Rows of runs whose task is no longer claimed under a live lease count for nothing: drop them.
-            session.execute(
-                delete(_SLOTS).where(
-                    (_SLOTS.c.holder == holder)
-                    | ((_SLOTS.c.agent == agent) & _SLOTS.c.holder.not_in(select(live.subquery().c.holder)))
-                )
-            )
-            session.execute(insert(_SLOTS).values(holder=holder, agent=agent, owner=owner, taken_at=now))
+            # Rows of runs whose task is no longer claimed under a live lease count for nothing: drop them
+            # (the agent's rows outside the live set just read, under the same lock), and this run's own.
+            dead = (_S.agent == agent) & _S.holder.not_in(list(holders))
+            session.execute(delete(AGENT_SLOTS).where((_S.holder == holder) | dead))
+            session.execute(insert(AGENT_SLOTS).values(holder=holder, agent=agent, owner=owner, taken_at=now))
             return True
 
     async def _give(self, holder: str) -> None:
         def give() -> None:
             with core_transaction(self._writer, "give back an agent slot") as session:
-                session.execute(delete(_SLOTS).where(_SLOTS.c.holder == holder))
+                session.execute(delete(AGENT_SLOTS).where(_S.holder == holder))
 
         await run_blocking(self._engine, give)
